@@ -1,1 +1,45 @@
-fn main() {}
+//! Developer tasks for KernelX: the kernel lab (QEMU VMs booting Debian's 6.12 cloud kernel),
+//! the lab test suite and the CI sequence. Run as `cargo xtask <command>`.
+
+mod cargo;
+mod ci;
+mod lab;
+mod process;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "KernelX developer tasks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The kernel lab: fetch, prepare and boot Debian's 6.12 cloud kernel under QEMU.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+    /// What CI runs: formatting, clippy, unit tests, then the lab tests in one VM boot.
+    Ci(ci::CiArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lab(command) => lab::run(command),
+        Command::Ci(args) => ci::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

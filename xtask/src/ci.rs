@@ -1,0 +1,45 @@
+//! `cargo xtask ci`: the sequence `.ci/run` calls, so CI and developers run the same checks.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::lab::{self, Cache, LabKernel, SetupParts};
+use crate::process;
+
+#[derive(Args)]
+pub struct CiArgs {
+    /// Skip the lab (no VM boot): formatting, lints and host tests only.
+    #[arg(long)]
+    no_lab: bool,
+}
+
+pub fn run(args: CiArgs) -> Result<ExitCode> {
+    let cache = Cache::from_env()?;
+    let kernel = LabKernel::selected()?;
+    let start = Instant::now();
+    if !args.no_lab {
+        lab::setup_all(&cache, &kernel, SetupParts { debug_vmlinux: true, source: true })?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    section("cargo fmt --check");
+    process::run_visible(Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))?;
+    section("cargo clippy");
+    process::run_visible(Command::new(&cargo).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    section("host tests");
+    process::run_visible(Command::new(&cargo).args(["test", "--workspace"]))?;
+    let code = if args.no_lab {
+        ExitCode::SUCCESS
+    } else {
+        section("lab tests (in the VM)");
+        lab::test(&cache, &kernel)?
+    };
+    eprintln!("ci: finished in {:.0}s", start.elapsed().as_secs_f64());
+    Ok(code)
+}
+
+fn section(title: &str) {
+    eprintln!("\n==== {title}");
+}
