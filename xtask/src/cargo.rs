@@ -50,12 +50,19 @@ pub fn build(args: &[&str]) -> Result<Vec<Executable>> {
 fn parse_messages(json: &str) -> Result<Vec<Executable>> {
     let mut found = Vec::new();
     for line in json.lines().filter(|l| l.starts_with('{')) {
-        let message: Message = serde_json::from_str(line).with_context(|| format!("cargo message {line}"))?;
+        let message: Message =
+            serde_json::from_str(line).with_context(|| format!("cargo message {line}"))?;
         if message.reason != "compiler-artifact" {
             continue;
         }
-        if let (Some(target), Some(profile), Some(path)) = (message.target, message.profile, message.executable) {
-            found.push(Executable { name: target.name, is_test: profile.test, path });
+        if let (Some(target), Some(profile), Some(path)) =
+            (message.target, message.profile, message.executable)
+        {
+            found.push(Executable {
+                name: target.name,
+                is_test: profile.test,
+                path,
+            });
         }
     }
     Ok(found)
@@ -75,8 +82,16 @@ mod tests {
         assert_eq!(
             found,
             [
-                Executable { name: "vm_lab".into(), is_test: true, path: "/t/vm_lab-123".into() },
-                Executable { name: "kernelx".into(), is_test: false, path: "/t/kernelx".into() },
+                Executable {
+                    name: "vm_lab".into(),
+                    is_test: true,
+                    path: "/t/vm_lab-123".into()
+                },
+                Executable {
+                    name: "kernelx".into(),
+                    is_test: false,
+                    path: "/t/kernelx".into()
+                },
             ]
         );
     }

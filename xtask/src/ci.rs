@@ -21,13 +21,27 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
     let kernel = LabKernel::selected()?;
     let start = Instant::now();
     if !args.no_lab {
-        lab::setup_all(&cache, &kernel, SetupParts { debug_vmlinux: true, source: true })?;
+        lab::setup_all(
+            &cache,
+            &kernel,
+            SetupParts {
+                debug_vmlinux: true,
+                source: true,
+            },
+        )?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     section("cargo fmt --check");
     process::run_visible(Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))?;
     section("cargo clippy");
-    process::run_visible(Command::new(&cargo).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    process::run_visible(Command::new(&cargo).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     section("host tests");
     process::run_visible(Command::new(&cargo).args(["test", "--workspace"]))?;
     let code = if args.no_lab {

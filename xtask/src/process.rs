@@ -6,30 +6,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use kernelx_kbuild::shell_quote;
 
 /// How many lines of a failed command's output an error shows.
 const TAIL_LINES: usize = 25;
 
 /// Renders `cmd` as a shell command line a user can paste.
 pub fn render(cmd: &Command) -> String {
-    let mut words = vec![quote(&cmd.get_program().to_string_lossy())];
-    words.extend(cmd.get_args().map(|arg| quote(&arg.to_string_lossy())));
+    let mut words = vec![shell_quote(cmd.get_program())];
+    words.extend(cmd.get_args().map(shell_quote));
     let line = words.join(" ");
     match cmd.get_current_dir() {
-        Some(dir) => format!("(cd {} && {line})", quote(&dir.to_string_lossy())),
+        Some(dir) => format!("(cd {} && {line})", shell_quote(dir)),
         None => line,
-    }
-}
-
-fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:+,@%^".contains(&b));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -96,7 +85,13 @@ mod tests {
     #[test]
     fn renders_commands_pasteably() {
         let mut cmd = Command::new("make");
-        cmd.args(["-C", "/src/linux", "CC=x86_64-linux-gnu-gcc-12", "it's here", ""]);
+        cmd.args([
+            "-C",
+            "/src/linux",
+            "CC=x86_64-linux-gnu-gcc-12",
+            "it's here",
+            "",
+        ]);
         assert_eq!(
             render(&cmd),
             r"make -C /src/linux CC=x86_64-linux-gnu-gcc-12 'it'\''s here' ''"

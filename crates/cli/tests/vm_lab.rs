@@ -22,7 +22,10 @@ fn read(path: &str) -> String {
 #[track_caller]
 fn write(path: &str, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    fs::OpenOptions::new().append(true).open(path)?.write_all(text.as_bytes())
+    fs::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 /// Polls `check` until it returns true or `limit` passes; returns whether it did.
@@ -45,7 +48,10 @@ struct KprobeEvent {
 
 impl KprobeEvent {
     fn add(group: &'static str, name: &'static str, place: &str) -> std::io::Result<Self> {
-        write(&format!("{TRACING}/kprobe_events"), &format!("p:{group}/{name} {place}\n"))?;
+        write(
+            &format!("{TRACING}/kprobe_events"),
+            &format!("p:{group}/{name} {place}\n"),
+        )?;
         Ok(Self { group, name })
     }
 
@@ -61,14 +67,20 @@ impl KprobeEvent {
             .lines()
             .find(|l| l.split_whitespace().next() == Some(self.name))
             .unwrap_or_else(|| panic!("{} not in kprobe_profile:\n{profile}", self.name));
-        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"))
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad line {line:?}"))
     }
 }
 
 impl Drop for KprobeEvent {
     fn drop(&mut self) {
         self.set_enabled(false);
-        let _ = write(&format!("{TRACING}/kprobe_events"), &format!("-:{}/{}\n", self.group, self.name));
+        let _ = write(
+            &format!("{TRACING}/kprobe_events"),
+            &format!("-:{}/{}\n", self.group, self.name),
+        );
     }
 }
 
@@ -76,16 +88,21 @@ impl Drop for KprobeEvent {
 #[ignore = "lab VM test: run with `cargo xtask lab test`"]
 fn vm_boots_the_debian_6_12_cloud_kernel() {
     let release = read("/proc/sys/kernel/osrelease").trim().to_owned();
-    let expected = std::env::var("KERNELX_LAB_RELEASE").expect("cargo xtask lab test sets KERNELX_LAB_RELEASE");
+    let expected = std::env::var("KERNELX_LAB_RELEASE")
+        .expect("cargo xtask lab test sets KERNELX_LAB_RELEASE");
     assert_eq!(release, expected);
-    assert!(release.starts_with("6.12.") && release.ends_with("-cloud-amd64"), "{release}");
+    assert!(
+        release.starts_with("6.12.") && release.ends_with("-cloud-amd64"),
+        "{release}"
+    );
 }
 
 #[test]
 #[ignore = "lab VM test: run with `cargo xtask lab test`"]
 fn vm_kprobe_in_alloc_pipe_info_registers_and_fires() {
     let place = format!("alloc_pipe_info+{PIPE_PROBE_OFFSET:#x}");
-    let probe = KprobeEvent::add("kx_smoke", "pipe", &place).unwrap_or_else(|e| panic!("registering {place}: {e}"));
+    let probe = KprobeEvent::add("kx_smoke", "pipe", &place)
+        .unwrap_or_else(|e| panic!("registering {place}: {e}"));
     probe.set_enabled(true);
     let before = probe.hits();
     const PIPES: u64 = 5;
@@ -94,37 +111,57 @@ fn vm_kprobe_in_alloc_pipe_info_registers_and_fires() {
         drop((reader, writer));
     }
     let after = probe.hits();
-    assert!(after >= before + PIPES, "{place}: {PIPES} new pipes moved the hit count only from {before} to {after}");
+    assert!(
+        after >= before + PIPES,
+        "{place}: {PIPES} new pipes moved the hit count only from {before} to {after}"
+    );
 }
 
 #[test]
 #[ignore = "lab VM test: run with `cargo xtask lab test`"]
 fn vm_kprobe_in_alloc_pipe_info_gets_jump_optimized() {
     let place = format!("alloc_pipe_info+{PIPE_PROBE_OFFSET:#x}");
-    let probe = KprobeEvent::add("kx_smoke", "pipe_opt", &place).unwrap_or_else(|e| panic!("registering {place}: {e}"));
+    let probe = KprobeEvent::add("kx_smoke", "pipe_opt", &place)
+        .unwrap_or_else(|e| panic!("registering {place}: {e}"));
     probe.set_enabled(true);
     assert_eq!(read("/proc/sys/debug/kprobes-optimization").trim(), "1");
     let listed = |l: &&str| l.contains(&place) && l.contains("[OPTIMIZED]");
     // The optimizer runs from a delayed work item (about a second after registration).
     let optimized = loop_until(Duration::from_secs(20), || {
-        read("/sys/kernel/debug/kprobes/list").lines().any(|l| listed(&l))
+        read("/sys/kernel/debug/kprobes/list")
+            .lines()
+            .any(|l| listed(&l))
     });
-    assert!(optimized, "{place} never showed [OPTIMIZED]:\n{}", read("/sys/kernel/debug/kprobes/list"));
+    assert!(
+        optimized,
+        "{place} never showed [OPTIMIZED]:\n{}",
+        read("/sys/kernel/debug/kprobes/list")
+    );
 }
 
 #[test]
 #[ignore = "lab VM test: run with `cargo xtask lab test`"]
 fn vm_kprobe_rejects_a_mid_instruction_offset() {
     let place = format!("alloc_pipe_info+{MID_INSTRUCTION_OFFSET:#x}");
-    let err = KprobeEvent::add("kx_smoke", "mid", &place).err().unwrap_or_else(|| panic!("{place} was accepted"));
-    assert_eq!(err.raw_os_error(), Some(84), "{place}: expected EILSEQ, got {err}");
+    let err = KprobeEvent::add("kx_smoke", "mid", &place)
+        .err()
+        .unwrap_or_else(|| panic!("{place} was accepted"));
+    assert_eq!(
+        err.raw_os_error(),
+        Some(84),
+        "{place}: expected EILSEQ, got {err}"
+    );
 }
 
 #[test]
 #[ignore = "lab VM test: run with `cargo xtask lab test`"]
 fn vm_bpffs_tracefs_and_debugfs_are_mounted() {
     let mounts = read("/proc/self/mounts");
-    for (dir, fstype) in [("/sys/fs/bpf", "bpf"), (TRACING, "tracefs"), ("/sys/kernel/debug", "debugfs")] {
+    for (dir, fstype) in [
+        ("/sys/fs/bpf", "bpf"),
+        (TRACING, "tracefs"),
+        ("/sys/kernel/debug", "debugfs"),
+    ] {
         let found = mounts.lines().any(|l| {
             let fields: Vec<&str> = l.split_whitespace().collect();
             fields.get(1) == Some(&dir) && fields.get(2) == Some(&fstype)
@@ -137,20 +174,35 @@ fn vm_bpffs_tracefs_and_debugfs_are_mounted() {
 #[test]
 #[ignore = "lab VM test: run with `cargo xtask lab test`"]
 fn vm_doctor_passes_every_check() {
-    let source = std::env::var("KERNELX_LAB_SOURCE").expect("cargo xtask lab test sets KERNELX_LAB_SOURCE");
+    let source =
+        std::env::var("KERNELX_LAB_SOURCE").expect("cargo xtask lab test sets KERNELX_LAB_SOURCE");
     let out = Command::new(env!("CARGO_BIN_EXE_kernelx"))
         .args(["doctor", "--json", "--kernel-dir", &source])
         .output()
         .expect("running kernelx doctor");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{stdout}"));
-    let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks in {report}"));
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{stdout}"));
+    let checks = report["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks in {report}"));
     let not_passed: Vec<String> = checks
         .iter()
         .filter(|c| c["status"] != "pass")
         .map(|c| format!("{}: {} ({})", c["id"], c["status"], c["detail"]))
         .collect();
-    assert!(not_passed.is_empty(), "doctor checks that did not pass in the lab:\n{}", not_passed.join("\n"));
-    assert!(checks.iter().any(|c| c["id"] == "kfunc-hook"), "no kfunc-hook check in {report}");
-    assert!(out.status.success(), "doctor exited {} with every check passing", out.status);
+    assert!(
+        not_passed.is_empty(),
+        "doctor checks that did not pass in the lab:\n{}",
+        not_passed.join("\n")
+    );
+    assert!(
+        checks.iter().any(|c| c["id"] == "kfunc-hook"),
+        "no kfunc-hook check in {report}"
+    );
+    assert!(
+        out.status.success(),
+        "doctor exited {} with every check passing",
+        out.status
+    );
 }

@@ -51,10 +51,25 @@ impl Cpio {
         let name_size = u32::try_from(name.len() + 1).expect("short name");
         let data_size = u32::try_from(data.len()).expect("initramfs member under 4 GiB");
         // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check
-        let fields = [self.next_inode, mode, 0, 0, links, 0, data_size, 0, 0, rdev.0, rdev.1, name_size, 0];
+        let fields = [
+            self.next_inode,
+            mode,
+            0,
+            0,
+            links,
+            0,
+            data_size,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name_size,
+            0,
+        ];
         self.bytes.extend_from_slice(b"070701");
         for field in fields {
-            self.bytes.extend_from_slice(format!("{field:08x}").as_bytes());
+            self.bytes
+                .extend_from_slice(format!("{field:08x}").as_bytes());
         }
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.push(0);
@@ -64,7 +79,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }
@@ -113,8 +128,17 @@ mod tests {
             .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let listing = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(listing.contains("bin/hello"), "{listing}");
-        assert!(listing.lines().any(|l| l.starts_with('c') && l.contains("console")), "{listing}");
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with('c') && l.contains("console")),
+            "{listing}"
+        );
     }
 }

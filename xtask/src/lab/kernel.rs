@@ -38,18 +38,25 @@ impl LabKernel {
 
     /// Derives the ABI name from a package version: `6.12.117-1~deb12u1` -> `6.12.117+deb12`.
     pub fn from_version(version: &str) -> Result<Self> {
-        let (upstream, debian) = version
-            .split_once('-')
-            .with_context(|| format!("`{version}` is not a Debian kernel version like {PINNED_VERSION}"))?;
+        let (upstream, debian) = version.split_once('-').with_context(|| {
+            format!("`{version}` is not a Debian kernel version like {PINNED_VERSION}")
+        })?;
         if !upstream.starts_with("6.12.") {
-            bail!("the lab needs a 6.12 kernel (the kfunc hook for kprobe programs), not `{version}`");
+            bail!(
+                "the lab needs a 6.12 kernel (the kfunc hook for kprobe programs), not `{version}`"
+            );
         }
         let release = debian
             .split_once("~deb")
             .and_then(|(_, rest)| rest.split('u').next())
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            .with_context(|| format!("`{version}` is not a bookworm backport like {PINNED_VERSION}"))?;
-        Ok(Self { version: version.to_owned(), abi: format!("{upstream}+deb{release}") })
+            .with_context(|| {
+                format!("`{version}` is not a bookworm backport like {PINNED_VERSION}")
+            })?;
+        Ok(Self {
+            version: version.to_owned(),
+            abi: format!("{upstream}+deb{release}"),
+        })
     }
 
     /// `uname -r` inside the VM.
@@ -126,7 +133,10 @@ impl Cache {
     }
 
     pub fn kernel(&self, kernel: &LabKernel) -> KernelFiles {
-        KernelFiles { dir: self.root.join("kernels").join(kernel.release()), release: kernel.release() }
+        KernelFiles {
+            dir: self.root.join("kernels").join(kernel.release()),
+            release: kernel.release(),
+        }
     }
 }
 
@@ -177,10 +187,22 @@ mod tests {
         let k = LabKernel::from_version("6.12.117-1~deb12u1").unwrap();
         assert_eq!(k.abi, "6.12.117+deb12");
         assert_eq!(k.release(), "6.12.117+deb12-cloud-amd64");
-        assert_eq!(k.image_package(), "linux-image-6.12.117+deb12-cloud-amd64-unsigned");
-        assert_eq!(k.headers_package(), "linux-headers-6.12.117+deb12-cloud-amd64");
-        assert_eq!(k.dbg_package(), "linux-image-6.12.117+deb12-cloud-amd64-dbg");
-        assert_eq!(LabKernel::from_version("6.12.115-2~deb12u1").unwrap().abi, "6.12.115+deb12");
+        assert_eq!(
+            k.image_package(),
+            "linux-image-6.12.117+deb12-cloud-amd64-unsigned"
+        );
+        assert_eq!(
+            k.headers_package(),
+            "linux-headers-6.12.117+deb12-cloud-amd64"
+        );
+        assert_eq!(
+            k.dbg_package(),
+            "linux-image-6.12.117+deb12-cloud-amd64-dbg"
+        );
+        assert_eq!(
+            LabKernel::from_version("6.12.115-2~deb12u1").unwrap().abi,
+            "6.12.115+deb12"
+        );
     }
 
     #[test]
@@ -194,6 +216,9 @@ mod tests {
     fn reads_madison_output() {
         let text = " linux-source-6.12 | 6.12.117-1~deb12u1 | http://x bookworm-security/main amd64 Packages\n \
                     linux-source-6.12 | 6.12.115-2~deb12u1 | http://x bookworm-security/main amd64 Packages\n";
-        assert_eq!(parse_madison(text), ["6.12.117-1~deb12u1", "6.12.115-2~deb12u1"]);
+        assert_eq!(
+            parse_madison(text),
+            ["6.12.117-1~deb12u1", "6.12.115-2~deb12u1"]
+        );
     }
 }

@@ -58,12 +58,19 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
     let kernel = LabKernel::selected()?;
     match command {
         LabCommand::Setup(args) => {
-            let parts = SetupParts { debug_vmlinux: !args.no_debug_vmlinux, source: !args.no_source };
+            let parts = SetupParts {
+                debug_vmlinux: !args.no_debug_vmlinux,
+                source: !args.no_source,
+            };
             setup_all(&cache, &kernel, parts)?;
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Run(args) => {
-            let job = job(args.command.join(" "), Vec::new(), Duration::from_secs(args.timeout))?;
+            let job = job(
+                args.command.join(" "),
+                Vec::new(),
+                Duration::from_secs(args.timeout),
+            )?;
             exit_code(vm::run(&cache, &kernel, &job)?)
         }
         LabCommand::Test => {
@@ -71,13 +78,24 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
             test(&cache, &kernel)
         }
         LabCommand::Demo => {
-            setup_all(&cache, &kernel, SetupParts { debug_vmlinux: true, source: true })?;
+            setup_all(
+                &cache,
+                &kernel,
+                SetupParts {
+                    debug_vmlinux: true,
+                    source: true,
+                },
+            )?;
             demo(&cache, &kernel)
         }
         LabCommand::Versions => {
             let pinned = LabKernel::selected()?;
             for version in kernel::available_versions()? {
-                let mark = if version == pinned.version { "  (selected)" } else { "" };
+                let mark = if version == pinned.version {
+                    "  (selected)"
+                } else {
+                    ""
+                };
                 println!("{version}{mark}");
             }
             Ok(ExitCode::SUCCESS)
@@ -86,13 +104,22 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
 }
 
 pub fn setup_all(cache: &Cache, kernel: &LabKernel, parts: SetupParts) -> Result<()> {
-    eprintln!("lab: setting up {} in {}", kernel.release(), cache.root().display());
+    eprintln!(
+        "lab: setting up {} in {}",
+        kernel.release(),
+        cache.root().display()
+    );
     setup::setup(cache, kernel, parts)
 }
 
 fn job(script: String, env: Vec<(String, String)>, timeout: Duration) -> Result<vm::Job> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    Ok(vm::Job { script, cwd, env, timeout })
+    Ok(vm::Job {
+        script,
+        cwd,
+        env,
+        timeout,
+    })
 }
 
 fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
@@ -102,7 +129,9 @@ fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
         finished.boot.as_secs_f64(),
         finished.total.as_secs_f64()
     );
-    Ok(ExitCode::from(u8::try_from(finished.exit_code).unwrap_or(1)))
+    Ok(ExitCode::from(
+        u8::try_from(finished.exit_code).unwrap_or(1),
+    ))
 }
 
 /// Runs every `vm_*` integration test binary of the workspace in one boot.
@@ -126,9 +155,16 @@ pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
     script.push_str("exit $failed\n");
     let env = vec![
         ("KERNELX_LAB_RELEASE".to_owned(), kernel.release()),
-        ("KERNELX_LAB_SOURCE".to_owned(), cache.kernel(kernel).source().display().to_string()),
+        (
+            "KERNELX_LAB_SOURCE".to_owned(),
+            cache.kernel(kernel).source().display().to_string(),
+        ),
     ];
-    exit_code(vm::run(cache, kernel, &job(script, env, Duration::from_secs(1200))?)?)
+    exit_code(vm::run(
+        cache,
+        kernel,
+        &job(script, env, Duration::from_secs(1200))?,
+    )?)
 }
 
 fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
@@ -141,5 +177,9 @@ fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         kernelx.path.display(),
         cache.kernel(kernel).source().display()
     );
-    exit_code(vm::run(cache, kernel, &job(script, Vec::new(), Duration::from_secs(600))?)?)
+    exit_code(vm::run(
+        cache,
+        kernel,
+        &job(script, Vec::new(), Duration::from_secs(600))?,
+    )?)
 }

@@ -13,6 +13,7 @@
 //!    the compiler Debian used, so single objects rebuild byte-identically.
 
 use std::fs;
+use std::num::NonZeroUsize;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use kernelx_kbuild::{KernelTree, Toolchain, make_command};
 
 use super::kernel::{Cache, KernelFiles, LabKernel, SOURCE_PACKAGE};
 use crate::process;
@@ -58,13 +60,23 @@ pub struct SetupParts {
 
 /// Installs and fetches whatever is missing for `kernel`.
 pub fn setup(cache: &Cache, kernel: &LabKernel, parts: SetupParts) -> Result<()> {
+    fs::create_dir_all(cache.root())
+        .with_context(|| format!("creating the lab cache {}", cache.root().display()))?;
+    // Two setups at once would unpack into the same partial directories; the second waits.
+    let lock_path = cache.root().join("setup.lock");
+    let lock = fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let files = cache.kernel(kernel);
     step("host packages", || install_host_packages(kernel))?;
     step("virtiofsd", || install_virtiofsd(cache))?;
     step("kernel packages", || download_debs(cache, kernel, parts))?;
     step("kernel image", || extract_image(cache, kernel, &files))?;
     if parts.debug_vmlinux {
-        step("debug vmlinux", || extract_debug_vmlinux(cache, kernel, &files))?;
+        step("debug vmlinux", || {
+            extract_debug_vmlinux(cache, kernel, &files)
+        })?;
     }
     if parts.source {
         step("source tree", || prepare_source(cache, kernel, &files))?;
@@ -75,7 +87,9 @@ pub fn setup(cache: &Cache, kernel: &LabKernel, parts: SetupParts) -> Result<()>
 /// Runs one setup step under a spinner and reports what it did and how long it took.
 fn step(title: &str, work: impl FnOnce() -> Result<Outcome>) -> Result<()> {
     let spinner = ProgressBar::new_spinner()
-        .with_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"))
+        .with_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
+        )
         .with_message(title.to_owned());
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let start = Instant::now();
@@ -132,12 +146,20 @@ fn install_virtiofsd(cache: &Cache) -> Result<Outcome> {
     let log = cache.tools().join("virtiofsd-build.log");
     process::run_logged(
         Command::new("cargo")
-            .args(["install", "--locked", "--version", VIRTIOFSD_VERSION, "--root"])
+            .args([
+                "install",
+                "--locked",
+                "--version",
+                VIRTIOFSD_VERSION,
+                "--root",
+            ])
             .arg(cache.tools())
             .arg("virtiofsd"),
         &log,
     )?;
-    Ok(Outcome::Done(format!("built virtiofsd {VIRTIOFSD_VERSION}")))
+    Ok(Outcome::Done(format!(
+        "built virtiofsd {VIRTIOFSD_VERSION}"
+    )))
 }
 
 /// The packages a setup downloads, by name (pinned to the kernel's version).
@@ -155,16 +177,24 @@ fn debs_wanted(kernel: &LabKernel, parts: SetupParts) -> Vec<String> {
 /// The downloaded `.deb` of `package` at `kernel`'s version, if present.
 fn deb_path(cache: &Cache, kernel: &LabKernel, package: &str) -> Option<PathBuf> {
     let prefix = format!("{package}_{}_", kernel.version);
-    fs::read_dir(cache.debs()).ok()?.flatten().map(|e| e.path()).find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-    })
+    fs::read_dir(cache.debs())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+        })
 }
 
 fn require_deb(cache: &Cache, kernel: &LabKernel, package: &str) -> Result<PathBuf> {
     deb_path(cache, kernel, package).with_context(|| {
-        format!("{package} {} is not in {}; run `cargo xtask lab setup`", kernel.version, cache.debs().display())
+        format!(
+            "{package} {} is not in {}; run `cargo xtask lab setup`",
+            kernel.version,
+            cache.debs().display()
+        )
     })
 }
 
@@ -181,9 +211,15 @@ fn download_debs(cache: &Cache, kernel: &LabKernel, parts: SetupParts) -> Result
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
     let log = partial.join("download.log");
-    let specs: Vec<String> = missing.iter().map(|p| format!("{p}={}", kernel.version)).collect();
+    let specs: Vec<String> = missing
+        .iter()
+        .map(|p| format!("{p}={}", kernel.version))
+        .collect();
     process::run_logged(
-        Command::new("apt-get").arg("download").args(&specs).current_dir(&partial),
+        Command::new("apt-get")
+            .arg("download")
+            .args(&specs)
+            .current_dir(&partial),
         &log,
     )
     .with_context(|| {
@@ -216,8 +252,16 @@ fn extract_image(cache: &Cache, kernel: &LabKernel, files: &KernelFiles) -> Resu
     // The image package leaves `build` to the headers package; the VM sees this tree at
     // /lib/modules/<release>, so point `build` where the headers package installed them.
     let modules = partial.join(format!("lib/modules/{}", kernel.release()));
-    symlink(format!("/usr/src/linux-headers-{}", kernel.release()), modules.join("build"))?;
-    process::output(Command::new("depmod").arg("-b").arg(&partial).arg(kernel.release()))?;
+    symlink(
+        format!("/usr/src/linux-headers-{}", kernel.release()),
+        modules.join("build"),
+    )?;
+    process::output(
+        Command::new("depmod")
+            .arg("-b")
+            .arg(&partial)
+            .arg(kernel.release()),
+    )?;
     let _ = fs::remove_dir_all(&image);
     fs::rename(&partial, &image)?;
     // The VM shows the image's boot/ at /boot, which needs a mount point on the shared host root.
@@ -225,7 +269,11 @@ fn extract_image(cache: &Cache, kernel: &LabKernel, files: &KernelFiles) -> Resu
     Ok(Outcome::Done(format!("unpacked into {}", image.display())))
 }
 
-fn extract_debug_vmlinux(cache: &Cache, kernel: &LabKernel, files: &KernelFiles) -> Result<Outcome> {
+fn extract_debug_vmlinux(
+    cache: &Cache,
+    kernel: &LabKernel,
+    files: &KernelFiles,
+) -> Result<Outcome> {
     let vmlinux = files.vmlinux();
     if vmlinux.is_file() {
         return Ok(Outcome::Present);
@@ -234,16 +282,19 @@ fn extract_debug_vmlinux(cache: &Cache, kernel: &LabKernel, files: &KernelFiles)
     let partial = vmlinux.with_extension("partial");
     // Only one member of the 318 MB package is needed; stream it out rather than unpack all.
     let member = format!("./usr/lib/debug/boot/vmlinux-{}", kernel.release());
-    process::output(Command::new("bash").args([
-        "-o",
-        "pipefail",
-        "-c",
-        r#"dpkg --fsys-tarfile "$1" | tar -xO "$2" > "$3""#,
-        "extract",
-    ])
-    .arg(&deb)
-    .arg(&member)
-    .arg(&partial))?;
+    process::output(
+        Command::new("bash")
+            .args([
+                "-o",
+                "pipefail",
+                "-c",
+                r#"dpkg --fsys-tarfile "$1" | tar -xO "$2" > "$3""#,
+                "extract",
+            ])
+            .arg(&deb)
+            .arg(&member)
+            .arg(&partial),
+    )?;
     fs::rename(&partial, &vmlinux)?;
     Ok(Outcome::Done(format!("extracted {}", vmlinux.display())))
 }
@@ -259,29 +310,44 @@ fn prepare_source(cache: &Cache, kernel: &LabKernel, files: &KernelFiles) -> Res
     // kbuild writes absolute paths into what it generates, so the tree is prepared in place and
     // redone from scratch whenever the marker is missing.
     if tree.exists() {
-        fs::remove_dir_all(&tree).with_context(|| format!("removing unfinished {}", tree.display()))?;
+        fs::remove_dir_all(&tree)
+            .with_context(|| format!("removing unfinished {}", tree.display()))?;
     }
     let deb = require_deb(cache, kernel, SOURCE_PACKAGE)?;
     fs::create_dir_all(&files.dir)?;
     let tarball = format!("./usr/src/{SOURCE_PACKAGE}.tar.xz");
-    process::output(Command::new("bash").args([
-        "-o",
-        "pipefail",
-        "-c",
-        r#"dpkg --fsys-tarfile "$1" | tar -xO "$2" | tar -xJ -C "$3""#,
-        "extract",
-    ])
-    .arg(&deb)
-    .arg(&tarball)
-    .arg(&files.dir))?;
+    process::output(
+        Command::new("bash")
+            .args([
+                "-o",
+                "pipefail",
+                "-c",
+                r#"dpkg --fsys-tarfile "$1" | tar -xO "$2" | tar -xJ -C "$3""#,
+                "extract",
+            ])
+            .arg(&deb)
+            .arg(&tarball)
+            .arg(&files.dir),
+    )?;
     if !tree.join("Makefile").is_file() {
-        bail!("{tarball} in {} did not unpack to {}", deb.display(), tree.display());
+        bail!(
+            "{tarball} in {} did not unpack to {}",
+            deb.display(),
+            tree.display()
+        );
     }
     fs::copy(files.config(), tree.join(".config"))
         .with_context(|| format!("copying {} into the tree", files.config().display()))?;
+    let source = KernelTree::open(&tree)?;
+    let toolchain = Toolchain::debian_gcc12();
+    let jobs = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+    // Debian sets the release on make's command line; kbuild records it in kernel.release
+    // and utsrelease.h, so the tree reports the same release as the image.
+    let release = format!("KERNELRELEASE={}", kernel.release());
     for target in ["olddefconfig", "prepare"] {
         let log = files.dir.join(format!("{target}.log"));
-        process::run_logged(Command::new("make").arg("-C").arg(&tree).args(["CROSS_COMPILE=x86_64-linux-gnu-", "CC=x86_64-linux-gnu-gcc-12", "-j2", target]), &log)?;
+        let make = make_command(&source, &toolchain, jobs, &[&release, target]);
+        process::run_logged(&mut make.to_command(), &log)?;
     }
     fs::write(tree.join(PREPARED_MARKER), format!("{}\n", kernel.version))?;
     Ok(Outcome::Done(format!("prepared {}", tree.display())))
@@ -297,7 +363,10 @@ pub fn check_bootable(cache: &Cache, kernel: &LabKernel) -> Result<()> {
         (PathBuf::from("/bin/busybox"), "busybox-static"),
     ] {
         if !Path::new(&path).exists() {
-            bail!("{what} is missing ({}); run `cargo xtask lab setup` first", path.display());
+            bail!(
+                "{what} is missing ({}); run `cargo xtask lab setup` first",
+                path.display()
+            );
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use kernelx_kbuild::shell_quote;
 
 use super::initramfs;
 use super::kernel::{Cache, LabKernel};
@@ -55,29 +56,53 @@ pub struct Finished {
 #[derive(Debug)]
 pub enum VmError {
     /// QEMU or the guest init gave up before the job started.
-    Boot { reason: String, console_tail: String },
+    Boot {
+        reason: String,
+        console_tail: String,
+        run_dir: PathBuf,
+    },
     /// The kernel printed a panic, oops, BUG, WARNING or lockup.
-    KernelProblem { lines: Vec<String>, console: PathBuf },
+    KernelProblem {
+        lines: Vec<String>,
+        console: PathBuf,
+    },
     /// The run did not finish in time; the VM was killed.
-    Timeout { after: Duration, phase: Phase, console_tail: String },
+    Timeout {
+        after: Duration,
+        phase: Phase,
+        console_tail: String,
+        run_dir: PathBuf,
+    },
 }
 
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VmError::Boot { reason, console_tail } => {
-                write!(f, "the lab VM failed before the job started: {reason}\nconsole tail:\n{console_tail}")
-            }
+            VmError::Boot {
+                reason,
+                console_tail,
+                run_dir,
+            } => write!(
+                f,
+                "the lab VM failed before the job finished: {reason}\nrun files: {}\nconsole tail:\n{console_tail}",
+                run_dir.display()
+            ),
             VmError::KernelProblem { lines, console } => write!(
                 f,
                 "the lab kernel reported a problem (full console: {}):\n{}",
                 console.display(),
                 lines.join("\n")
             ),
-            VmError::Timeout { after, phase, console_tail } => write!(
+            VmError::Timeout {
+                after,
+                phase,
+                console_tail,
+                run_dir,
+            } => write!(
                 f,
-                "the lab VM timed out after {}s while {phase}; killed it\nconsole tail:\n{console_tail}",
-                after.as_secs()
+                "the lab VM timed out after {}s while {phase}; killed it\nrun files: {}\nconsole tail:\n{console_tail}",
+                after.as_secs(),
+                run_dir.display()
             ),
         }
     }
@@ -165,7 +190,10 @@ struct Tail {
 impl Tail {
     fn open(path: &Path) -> Result<Self> {
         File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { file: File::open(path)?, offset: 0 })
+        Ok(Self {
+            file: File::open(path)?,
+            offset: 0,
+        })
     }
 
     fn read_new(&mut self) -> Result<Vec<u8>> {
@@ -204,39 +232,61 @@ fn job_script(job: &Job) -> String {
     for (key, value) in &job.env {
         script.push_str(&format!("export {key}={}\n", shell_quote(value)));
     }
-    script.push_str(&format!("cd {} || exit 125\n", shell_quote(&job.cwd.to_string_lossy())));
+    script.push_str(&format!("cd {} || exit 125\n", shell_quote(&job.cwd)));
     script.push_str(&job.script);
     script.push('\n');
     script
 }
 
-fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
-
 fn qemu_command(kernel_image: &Path, initrd: &Path, run: &RunDir, cmdline: &str) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
     let memory = format!("{GUEST_MEMORY_MIB}M");
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    qemu.args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", &cpus.to_string(), "-m", &memory])
-        .args(["-object", &format!("memory-backend-memfd,id=mem,size={memory},share=on")])
-        .args(["-numa", "node,memdev=mem"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
-        .arg("-kernel")
-        .arg(kernel_image)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", cmdline])
-        .arg("-serial")
-        .arg(format!("file:{}", run.path("console.log").display()))
-        .arg("-chardev")
-        .arg(format!("socket,id=hostroot,path={}", run.path("virtiofs.sock").display()))
-        .args(["-device", "vhost-user-fs-pci,chardev=hostroot,tag=hostroot"])
-        .args(["-device", "virtio-serial-pci,id=ports"]);
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    qemu.args([
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-smp",
+        &cpus.to_string(),
+        "-m",
+        &memory,
+    ])
+    .args([
+        "-object",
+        &format!("memory-backend-memfd,id=mem,size={memory},share=on"),
+    ])
+    .args(["-numa", "node,memdev=mem"])
+    .args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(kernel_image)
+    .arg("-initrd")
+    .arg(initrd)
+    .args(["-append", cmdline])
+    .arg("-serial")
+    .arg(format!("file:{}", run.path("console.log").display()))
+    .arg("-chardev")
+    .arg(format!(
+        "socket,id=hostroot,path={}",
+        run.path("virtiofs.sock").display()
+    ))
+    .args(["-device", "vhost-user-fs-pci,chardev=hostroot,tag=hostroot"])
+    .args(["-device", "virtio-serial-pci,id=ports"]);
     for port in ["control", "stdout", "stderr"] {
         qemu.arg("-chardev")
             .arg(format!("file,id={port},path={}", run.path(port).display()))
-            .args(["-device", &format!("virtserialport,bus=ports.0,chardev={port},name=kx.{port}")]);
+            .args([
+                "-device",
+                &format!("virtserialport,bus=ports.0,chardev={port},name=kx.{port}"),
+            ]);
     }
     qemu
 }
@@ -247,7 +297,15 @@ fn start_virtiofsd(cache: &Cache, run: &RunDir) -> Result<Child> {
     let child = Command::new(cache.virtiofsd())
         .arg("--socket-path")
         .arg(&socket)
-        .args(["--shared-dir", "/", "--readonly", "--sandbox", "none", "--cache", "auto"])
+        .args([
+            "--shared-dir",
+            "/",
+            "--readonly",
+            "--sandbox",
+            "none",
+            "--cache",
+            "auto",
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -256,7 +314,11 @@ fn start_virtiofsd(cache: &Cache, run: &RunDir) -> Result<Child> {
     let start = Instant::now();
     while !socket.exists() {
         if start.elapsed() > VIRTIOFSD_START {
-            bail!("virtiofsd did not create {} (log: {})", socket.display(), run.path("virtiofsd.log").display());
+            bail!(
+                "virtiofsd did not create {} (log: {})",
+                socket.display(),
+                run.path("virtiofsd.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -298,7 +360,9 @@ pub fn run(cache: &Cache, kernel: &LabKernel, job: &Job) -> Result<Finished> {
     );
 
     let progress = ProgressBar::new_spinner()
-        .with_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"))
+        .with_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
+        )
         .with_message(format!("booting {} under QEMU TCG", kernel.release()));
     progress.enable_steady_tick(Duration::from_millis(200));
 
@@ -327,7 +391,12 @@ pub fn run(cache: &Cache, kernel: &LabKernel, job: &Job) -> Result<Finished> {
                 }
                 Some(ControlMessage::Exit(code)) => exit_code = Some(code),
                 Some(ControlMessage::Error(reason)) => {
-                    return Err(VmError::Boot { reason, console_tail: console_tail(&run) }.into());
+                    return Err(VmError::Boot {
+                        reason,
+                        console_tail: console_tail(&run),
+                        run_dir: run.0,
+                    }
+                    .into());
                 }
                 None => bail!("unexpected line from the guest's init: {line:?}"),
             }
@@ -339,7 +408,13 @@ pub fn run(cache: &Cache, kernel: &LabKernel, job: &Job) -> Result<Finished> {
         }
         if start.elapsed() > job.timeout {
             progress.finish_and_clear();
-            return Err(VmError::Timeout { after: job.timeout, phase, console_tail: console_tail(&run) }.into());
+            return Err(VmError::Timeout {
+                after: job.timeout,
+                phase,
+                console_tail: console_tail(&run),
+                run_dir: run.0,
+            }
+            .into());
         }
         std::thread::sleep(POLL);
     };
@@ -348,7 +423,8 @@ pub fn run(cache: &Cache, kernel: &LabKernel, job: &Job) -> Result<Finished> {
     std::io::stderr().write_all(&stderr.read_new()?)?;
     // The last control lines may land after the last poll.
     pending.push_str(&String::from_utf8_lossy(&control.read_new()?));
-    if let Some(ControlMessage::Exit(code)) = pending.lines().filter_map(parse_control).last() {
+    if let Some(ControlMessage::Exit(code)) = pending.lines().filter_map(parse_control).next_back()
+    {
         exit_code = Some(code);
     }
     let total = start.elapsed();
@@ -356,19 +432,31 @@ pub fn run(cache: &Cache, kernel: &LabKernel, job: &Job) -> Result<Finished> {
     let console = fs::read_to_string(run.path("console.log")).unwrap_or_default();
     let problems = kernel_problems(&console);
     if !problems.is_empty() {
-        return Err(VmError::KernelProblem { lines: problems, console: run.path("console.log") }.into());
+        return Err(VmError::KernelProblem {
+            lines: problems,
+            console: run.path("console.log"),
+        }
+        .into());
     }
     let Some(exit_code) = exit_code else {
         let qemu_log = fs::read_to_string(run.path("qemu.log")).unwrap_or_default();
         return Err(VmError::Boot {
-            reason: format!("QEMU exited ({qemu_status}) before the job reported an exit code; qemu said: {}", qemu_log.trim()),
+            reason: format!(
+                "QEMU exited ({qemu_status}) before the job reported an exit code; qemu said: {}",
+                qemu_log.trim()
+            ),
             console_tail: console_tail(&run),
+            run_dir: run.0,
         }
         .into());
     };
     drop(children);
     let _ = fs::remove_dir_all(&run.0);
-    Ok(Finished { exit_code, boot: boot.unwrap_or(total), total })
+    Ok(Finished {
+        exit_code,
+        boot: boot.unwrap_or(total),
+        total,
+    })
 }
 
 #[cfg(test)]
@@ -380,7 +468,10 @@ mod tests {
         assert_eq!(parse_control("mounted"), Some(ControlMessage::Mounted));
         assert_eq!(parse_control("started"), Some(ControlMessage::Started));
         assert_eq!(parse_control("exit 3"), Some(ControlMessage::Exit(3)));
-        assert_eq!(parse_control("error mounting /proc"), Some(ControlMessage::Error("mounting /proc".into())));
+        assert_eq!(
+            parse_control("error mounting /proc"),
+            Some(ControlMessage::Error("mounting /proc".into()))
+        );
         assert_eq!(parse_control("exit x"), None);
         assert_eq!(parse_control("hello"), None);
     }
@@ -388,7 +479,10 @@ mod tests {
     #[test]
     fn finds_kernel_problems_in_console() {
         let console = "[    0.1] Linux version 6.12\n[    2.0] WARNING: CPU: 0 PID: 1 at mm/x.c:1\n[ 3.0] ok\n";
-        assert_eq!(kernel_problems(console), ["[    2.0] WARNING: CPU: 0 PID: 1 at mm/x.c:1"]);
+        assert_eq!(
+            kernel_problems(console),
+            ["[    2.0] WARNING: CPU: 0 PID: 1 at mm/x.c:1"]
+        );
         assert!(kernel_problems("[ 0.1] all fine\n").is_empty());
     }
 
@@ -402,7 +496,10 @@ mod tests {
         };
         let script = job_script(&job);
         assert!(script.contains("export A='b c'\n"), "{script}");
-        assert!(script.contains(r"cd '/work/it'\''s' || exit 125"), "{script}");
+        assert!(
+            script.contains(r"cd '/work/it'\''s' || exit 125"),
+            "{script}"
+        );
         assert!(script.ends_with("uname -r\n"), "{script}");
     }
 }
