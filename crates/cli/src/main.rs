@@ -1,1 +1,73 @@
-fn main() {}
+//! `kernelx`: the command line of KernelX. Glue only: it parses arguments, calls the crates and
+//! renders their results.
+
+mod args;
+mod doctor;
+mod unavailable;
+
+use std::io::{self, Write as _};
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        // A reader that went away (`kernelx doctor | head -1`) is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut stderr = io::stderr().lock();
+            // If stderr itself is gone there is nowhere left to report to.
+            let _ = writeln!(stderr, "error: {err}");
+            for cause in err.chain().skip(1) {
+                let _ = writeln!(stderr, "caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(missing) = unavailable::not_available(&cli.command) {
+        return Err(missing.into());
+    }
+    match &cli.command {
+        Command::Doctor(args) => {
+            let passed = doctor::run(args, &mut io::stdout().lock())?;
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        other => unreachable!("{other:?} is reported by unavailable::not_available"),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+
+    #[test]
+    fn a_broken_pipe_anywhere_in_the_chain_is_recognised() {
+        let err = Err::<(), _>(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("writing the report")
+            .unwrap_err();
+        assert!(is_broken_pipe(&err));
+        let err = anyhow::anyhow!("something else");
+        assert!(!is_broken_pipe(&err));
+    }
+}

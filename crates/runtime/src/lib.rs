@@ -1,1 +1,6 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod btf;
+pub mod doctor;
+pub mod host;

@@ -1,0 +1,483 @@
+//! The command line, as clap types. Parsing only: what each command does lives in the crates.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Make hard-coded Linux kernel constants tunable at run time.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kernelx",
+    version,
+    about = "Make hard-coded Linux kernel constants tunable at run time",
+    long_about = "Make hard-coded Linux kernel constants tunable at run time.\n\n\
+KernelX turns a compile-time constant of the running kernel (a macro such as PIPE_DEF_BUFFERS, \
+a literal, a `static const`) into a knob: no kernel rebuild, no reboot, no source patch. \
+Kprobes at the instructions that use the constant rewrite their result as if the kernel had \
+been built with the new value.",
+    after_help = "\
+Workflow:
+  1. Describe the constant in a TOML file (or just name the macro).
+  2. `kernelx build SPEC --kernel-dir DIR` analyses the source tree of the running kernel and
+     writes a plan: every instruction to patch, and the valid range of values.
+  3. `kernelx load PLAN --value V` puts it in the kernel; `kernelx set TUNABLE V` changes the
+     value (a map write); `kernelx unload TUNABLE` restores the built-in value.
+  `kernelx doctor` checks that this host can do all of that.
+
+Examples:
+  kernelx doctor
+  kernelx build pipe.toml --kernel-dir /usr/src/linux-source-6.12
+  kernelx load pipe_def_buffers --mode per-task --value 32
+  kernelx set pipe_def_buffers 64
+  kernelx unload --all"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command. Names follow the prototype's, plus `set` and `get`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyse a kernel source tree and write a plan for the tunables of a spec.
+    #[command(after_help = "\
+Builds the kernel objects that use the constant with two probe values, diffs their machine code
+per function, and writes a plan: every site, its synthesis, the valid range of values, the safe
+spans, and the effects a plan cannot cover (e.g. initial values in .data). The tree is never
+modified.
+
+Examples:
+  kernelx build pipe.toml --kernel-dir /usr/src/linux-source-6.12
+  KERNEL_DIR=/usr/src/linux-source-6.12 kernelx build tunables/6.12.toml -o plans/
+  kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --json")]
+    Build(BuildArgs),
+
+    /// Build a plan and load it: `build` followed by `load`.
+    #[command(after_help = "\
+Examples:
+  kernelx run pipe.toml --kernel-dir /usr/src/linux-source-6.12 --value 32
+  kernelx run PIPE_DEF_BUFFERS --mode global --value 64 --timeout 5")]
+    Run(RunArgs),
+
+    /// Load a plan (or a built tunable) into the running kernel and activate a value.
+    #[command(after_help = "\
+Verifies that every probe site holds the instructions the plan expects, then attaches all of
+them or none. --mode decides when tasks switch to the new value (see `kernelx set --help`).
+
+Examples:
+  kernelx load plans/pipe_def_buffers.plan.json --value 32
+  kernelx load pipe_def_buffers --mode per-task --value 32 --timeout 10
+  kernelx load pipe_def_buffers --policy pipe_policy.bpf.c")]
+    Load(LoadArgs),
+
+    /// Change the value of a loaded tunable (a map write: no reload, no compiler).
+    #[command(after_help = "\
+Modes: immediate (the next use of the constant by any task sees the value), per-task (each task
+switches once none of its frames is inside a safe span), global (no task switches until none is
+inside any safe span; then all switch at once). A value outside the range the plan allows is
+refused with the reason.
+
+Examples:
+  kernelx set pipe_def_buffers 64
+  kernelx set blk_max_request_count 32 --mode global --timeout 5")]
+    Set(SetArgs),
+
+    /// Print the current value of a loaded tunable.
+    #[command(after_help = "\
+Examples:
+  kernelx get pipe_def_buffers
+  kernelx get pipe_def_buffers --json")]
+    Get(GetArgs),
+
+    /// Detach a tunable (or all of them) and return to the built-in value.
+    #[command(after_help = "\
+The way back follows the mode too. `--all` also cleans up after a kernelx that was killed
+mid-load: it finds everything KernelX pinned under /sys/fs/bpf/kernelx.
+
+Examples:
+  kernelx unload pipe_def_buffers
+  kernelx unload --all")]
+    Unload(UnloadArgs),
+
+    /// Show the loaded tunables: value, mode, transition state, probes (and which are optimized).
+    #[command(after_help = "\
+Examples:
+  kernelx status
+  kernelx status pipe_def_buffers --json")]
+    Status(StatusArgs),
+
+    /// Inspect the plans that were built: list, query, delete, critical spans, safe spans.
+    #[command(after_help = "\
+Examples:
+  kernelx table list
+  kernelx table query pipe_def_buffers
+  kernelx table cs pipe_def_buffers --json
+  kernelx table delete pipe_def_buffers")]
+    Table(TableArgs),
+
+    /// Stream live events of loaded tunables: probe hits, value changes, mode transitions.
+    #[command(after_help = "\
+Examples:
+  kernelx trace
+  kernelx trace pipe_def_buffers --duration 10 --json")]
+    Trace(TraceArgs),
+
+    /// Write an X-tune policy stub (BPF C) for a tunable, to edit and load with --policy.
+    #[command(after_help = "\
+Examples:
+  kernelx gen pipe_def_buffers -o pipe_policy.bpf.c
+  kernelx load pipe_def_buffers --policy pipe_policy.bpf.c")]
+    Gen(GenArgs),
+
+    /// Remove build artefacts (scratch trees, variant objects) of tunables.
+    #[command(after_help = "\
+Examples:
+  kernelx clean pipe_def_buffers
+  kernelx clean --all")]
+    Clean(CleanArgs),
+
+    /// Check that this host can run KernelX, and say what to fix.
+    #[command(after_help = "\
+Checks, by id: root, kprobes, optprobes, btf, kfunc-hook, bpffs, tracefs, kcore, modules,
+kernel-headers, source-tree (only with --kernel-dir or KERNEL_DIR). Exits with status 1 when a
+check fails. --json prints {\"checks\": [{\"id\", \"title\", \"status\", \"detail\", \"fix\"}]},
+status being pass, warn, fail or skip.
+
+Examples:
+  kernelx doctor
+  kernelx doctor --kernel-dir /usr/src/linux-source-6.12
+  kernelx doctor --json | jq '.checks[] | select(.status == \"fail\")'")]
+    Doctor(DoctorArgs),
+
+    /// Install or enable what `doctor` found missing (headers, mounts, the KernelX module).
+    #[command(after_help = "\
+Examples:
+  kernelx setup --dry-run
+  kernelx setup")]
+    Setup(SetupArgs),
+}
+
+/// When tasks switch to a new value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The next use of the constant, by any task, sees the new value.
+    #[value(alias = "0")]
+    Immediate,
+    /// A task switches once none of its frames is inside a safe span.
+    #[value(alias = "1")]
+    PerTask,
+    /// No task switches until no task is inside any safe span; then all at once.
+    #[value(alias = "2")]
+    Global,
+}
+
+// `--kernel-dir`, shared by the commands that read a kernel source tree. (A `//` comment: a doc
+// comment on a flattened struct would replace the about text of the command using it.)
+#[derive(Debug, Args)]
+pub struct KernelDirArg {
+    /// The source tree of the running kernel (default: $KERNEL_DIR).
+    #[arg(long, value_name = "DIR", env = "KERNEL_DIR")]
+    pub kernel_dir: Option<PathBuf>,
+}
+
+// How a value is activated, shared by `load`, `run`, `set` and `unload`.
+#[derive(Debug, Args)]
+pub struct TransitionArgs {
+    /// When tasks switch to the new value.
+    #[arg(long, value_enum, default_value_t = Mode::Immediate)]
+    pub mode: Mode,
+    /// Give up (keeping the old value) if the transition has not completed after S seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A tunable spec (TOML, the prototype's format is accepted) or a macro name.
+    #[arg(value_name = "SPEC")]
+    pub spec: String,
+    #[command(flatten)]
+    pub kernel_dir: KernelDirArg,
+    /// Where to write the plan (a file, or a directory for several tunables).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Build only these tunables of a multi-tunable spec (repeatable).
+    #[arg(long = "tunable", value_name = "NAME")]
+    pub tunables: Vec<String>,
+    /// Parallel compiler jobs (default: the number of CPUs).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+    /// Print the build report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A tunable spec (TOML) or a macro name.
+    #[arg(value_name = "SPEC|TUNABLE")]
+    pub target: String,
+    #[command(flatten)]
+    pub kernel_dir: KernelDirArg,
+    /// The value to activate.
+    #[arg(long, value_name = "V", allow_negative_numbers = true, value_parser = parse_value)]
+    pub value: Option<i64>,
+    #[command(flatten)]
+    pub transition: TransitionArgs,
+    /// An X-tune policy (BPF C) deciding the value per trigger instead of one fixed value.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// A plan file, or the name of a built tunable.
+    #[arg(value_name = "PLAN|TUNABLE")]
+    pub target: String,
+    /// The value to activate (default: the plan's source value, i.e. no change yet).
+    #[arg(long, value_name = "V", allow_negative_numbers = true, value_parser = parse_value)]
+    pub value: Option<i64>,
+    #[command(flatten)]
+    pub transition: TransitionArgs,
+    /// An X-tune policy (BPF C) deciding the value per trigger instead of one fixed value.
+    #[arg(long, value_name = "FILE", conflicts_with = "value")]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// A loaded tunable.
+    #[arg(value_name = "TUNABLE")]
+    pub tunable: String,
+    /// The new value (decimal or 0x-hex).
+    #[arg(value_name = "VALUE", allow_negative_numbers = true, value_parser = parse_value)]
+    pub value: i64,
+    #[command(flatten)]
+    pub transition: TransitionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// A loaded tunable.
+    #[arg(value_name = "TUNABLE")]
+    pub tunable: String,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnloadArgs {
+    /// The tunable to unload.
+    #[arg(
+        value_name = "TUNABLE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub tunable: Option<String>,
+    /// Unload every tunable, including leftovers of an interrupted kernelx.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub transition: TransitionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show only this tunable.
+    #[arg(value_name = "TUNABLE")]
+    pub tunable: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TableArgs {
+    #[command(subcommand)]
+    pub command: TableCommand,
+}
+
+/// `kernelx table` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// List the built tunables.
+    #[command(after_help = "Examples:\n  kernelx table list\n  kernelx table list --json")]
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything a tunable's plan holds.
+    #[command(after_help = "Examples:\n  kernelx table query pipe_def_buffers")]
+    Query {
+        /// A built tunable.
+        #[arg(value_name = "TUNABLE")]
+        tunable: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tunable's plan.
+    #[command(after_help = "Examples:\n  kernelx table delete pipe_def_buffers")]
+    Delete {
+        /// A built tunable.
+        #[arg(value_name = "TUNABLE")]
+        tunable: String,
+    },
+    /// Show a tunable's critical spans (where the constant enters machine state).
+    #[command(after_help = "Examples:\n  kernelx table cs pipe_def_buffers --json")]
+    Cs {
+        /// A built tunable.
+        #[arg(value_name = "TUNABLE")]
+        tunable: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tunable's safe spans (where a value derived from it is still live).
+    #[command(after_help = "Examples:\n  kernelx table ss pipe_def_buffers")]
+    Ss {
+        /// A built tunable.
+        #[arg(value_name = "TUNABLE")]
+        tunable: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl TableCommand {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TableCommand::List { .. } => "list",
+            TableCommand::Query { .. } => "query",
+            TableCommand::Delete { .. } => "delete",
+            TableCommand::Cs { .. } => "cs",
+            TableCommand::Ss { .. } => "ss",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Trace only this tunable.
+    #[arg(value_name = "TUNABLE")]
+    pub tunable: Option<String>,
+    /// Stop after S seconds (default: until interrupted).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+    /// Print one JSON object per event.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// A built tunable.
+    #[arg(value_name = "TUNABLE")]
+    pub tunable: String,
+    /// Where to write the stub (default: <TUNABLE>.bpf.c).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// The tunables to clean.
+    #[arg(
+        value_name = "TUNABLE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub tunables: Vec<String>,
+    /// Clean every tunable's artefacts.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub kernel_dir: KernelDirArg,
+    /// Print the checks as JSON (format: see `kernelx doctor --help`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub kernel_dir: KernelDirArg,
+    /// Print what would be done, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A tunable value: decimal (optionally negative) or `0x` hex.
+fn parse_value(text: &str) -> Result<i64, String> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let magnitude = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i128::from_str_radix(hex, 16),
+        None => digits.parse::<i128>(),
+    }
+    .map_err(|e| format!("`{text}` is not a number: {e}"))?;
+    let value = if negative { -magnitude } else { magnitude };
+    i64::try_from(value).map_err(|_| format!("`{text}` does not fit in 64 bits"))
+}
+
+/// Seconds, possibly fractional: `5`, `0.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn values_accept_decimal_negative_and_hex() {
+        assert_eq!(parse_value("32"), Ok(32));
+        assert_eq!(parse_value("-1"), Ok(-1));
+        assert_eq!(parse_value("0xffff"), Ok(0xffff));
+        assert_eq!(parse_value("-0x10"), Ok(-16));
+        assert!(parse_value("x").is_err());
+        assert!(parse_value("0x1_0000_0000_0000_0000").is_err());
+        assert!(parse_value("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_reject_negatives() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn modes_accept_the_prototypes_numbers() {
+        let cli = Cli::try_parse_from(["kernelx", "set", "t", "5", "--mode", "2"]).unwrap();
+        let Command::Set(set) = cli.command else {
+            panic!("parsed {cli:?}")
+        };
+        assert_eq!(set.transition.mode, Mode::Global);
+        assert_eq!(set.value, 5);
+    }
+}

@@ -1,0 +1,256 @@
+//! Runs the built `kernelx` binary: the command surface, the not-yet-available commands, and
+//! `doctor` on this host (whatever this host is: assertions follow what the host has).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const COMMANDS: [&str; 13] = [
+    "build", "run", "load", "set", "get", "unload", "status", "table", "trace", "gen", "clean",
+    "doctor", "setup",
+];
+
+const CHECK_IDS: [&str; 11] = [
+    "root",
+    "kprobes",
+    "optprobes",
+    "btf",
+    "kfunc-hook",
+    "bpffs",
+    "tracefs",
+    "kcore",
+    "modules",
+    "kernel-headers",
+    "source-tree",
+];
+
+#[track_caller]
+fn kernelx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kernelx"))
+        .args(args)
+        .env_remove("KERNEL_DIR")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kernelx {args:?}: {e}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn top_level_help_lists_every_command_and_the_workflow() {
+    let output = kernelx(&["--help"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    for command in COMMANDS {
+        assert!(
+            text.lines()
+                .any(|line| line.trim_start().starts_with(&format!("{command} "))),
+            "`{command}` missing from --help:\n{text}"
+        );
+    }
+    for needle in ["Workflow:", "build", "load", "set", "unload", "Examples:"] {
+        assert!(
+            text.contains(needle),
+            "{needle:?} missing from --help:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn every_command_help_has_examples() {
+    let table = ["list", "query", "delete", "cs", "ss"].map(|sub| vec!["table", sub, "--help"]);
+    let all = COMMANDS.iter().map(|c| vec![*c, "--help"]).chain(table);
+    for args in all {
+        let output = kernelx(&args);
+        assert!(output.status.success(), "kernelx {args:?}: {output:?}");
+        let text = stdout(&output);
+        assert!(
+            text.contains("Examples:"),
+            "kernelx {args:?} has no examples:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn commands_not_available_yet_say_so_and_fail() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["build", "pipe.toml"], &["issue #3"]),
+        (
+            &["run", "pipe.toml", "--value", "32"],
+            &["issue #3", "issue #4"],
+        ),
+        (&["load", "pipe.plan.json", "--value", "32"], &["issue #4"]),
+        (
+            &["load", "pipe_def_buffers", "--policy", "p.bpf.c"],
+            &["issue #4", "issue #5"],
+        ),
+        (
+            &["set", "pipe_def_buffers", "32", "--mode", "global"],
+            &["issue #4"],
+        ),
+        (&["get", "pipe_def_buffers"], &["issue #4"]),
+        (&["unload", "--all"], &["issue #4"]),
+        (&["unload", "pipe_def_buffers"], &["issue #4"]),
+        (&["status", "--json"], &["issue #4"]),
+        (&["table", "list"], &["issue #3"]),
+        (&["table", "query", "t"], &["issue #3"]),
+        (&["table", "delete", "t"], &["issue #3"]),
+        (&["table", "cs", "t"], &["issue #3"]),
+        (&["table", "ss", "t", "--json"], &["issue #3"]),
+        (&["trace"], &["issue #4"]),
+        (&["gen", "t", "-o", "t.bpf.c"], &["issue #5"]),
+        (&["clean", "--all"], &["issue #4"]),
+        (&["setup"], &["issue #4"]),
+    ];
+    for (args, issues) in cases {
+        let output = kernelx(args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "kernelx {args:?}: {err}");
+        let command = if args[0] == "table" {
+            format!("`kernelx table {}`", args[1])
+        } else {
+            format!("`kernelx {}`", args[0])
+        };
+        assert!(
+            err.starts_with(&format!("error: {command} is not available yet: ")),
+            "kernelx {args:?}: {err}"
+        );
+        for issue in *issues {
+            assert!(
+                err.contains(issue),
+                "kernelx {args:?} should cite {issue}: {err}"
+            );
+        }
+        assert!(
+            stdout(&output).is_empty(),
+            "kernelx {args:?} printed to stdout"
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["unload"][..],
+        &["set", "t", "lots"],
+        &["load", "p", "--mode", "later"],
+    ] {
+        let output = kernelx(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "kernelx {args:?}: {output:?}"
+        );
+    }
+}
+
+#[test]
+fn doctor_json_reports_every_check_honestly() {
+    let output = kernelx(&["doctor", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}):\n{}", stdout(&output)));
+    let checks = json["checks"].as_array().expect("a `checks` array");
+    let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, CHECK_IDS);
+    for check in checks {
+        let status = check["status"].as_str().unwrap();
+        assert!(
+            ["pass", "warn", "fail", "skip"].contains(&status),
+            "{check}"
+        );
+        assert!(!check["detail"].as_str().unwrap().is_empty(), "{check}");
+        assert!(
+            check["fix"].is_null() || check["fix"].is_string(),
+            "{check}"
+        );
+    }
+    let status = |id: &str| {
+        checks.iter().find(|c| c["id"] == id).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let any_failed = checks.iter().any(|c| c["status"] == "fail");
+    assert_eq!(output.status.success(), !any_failed, "{}", stderr(&output));
+    if any_failed {
+        assert!(
+            stderr(&output).contains("checks failed"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(status("source-tree"), "skip");
+
+    // kprobes: the kernel's own interfaces prove them; their absence alone proves nothing
+    // (tracefs may just not be mounted), but a symbol table without register_kprobe does.
+    let interfaces = [
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+        "/sys/kernel/debug/kprobes",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    let kprobes = status("kprobes");
+    if interfaces {
+        assert_eq!(kprobes, "pass", "this host exposes kprobe interfaces");
+    }
+    if kprobes == "fail" {
+        assert!(
+            !interfaces,
+            "kprobes fail although the kernel exposes kprobe interfaces"
+        );
+    }
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let has_symbol = kallsyms
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("register_kprobe"));
+    if !interfaces && !kallsyms.is_empty() && !has_symbol {
+        assert_eq!(kprobes, "fail", "this kernel has no register_kprobe");
+    }
+}
+
+#[test]
+fn doctor_checks_the_tree_from_the_option_or_the_environment() {
+    let dir = std::env::temp_dir().join("kernelx-cli-test-no-such-tree");
+    let dir = dir.to_str().unwrap();
+    let from_option = kernelx(&["doctor", "--json", "--kernel-dir", dir]);
+    let from_env = Command::new(env!("CARGO_BIN_EXE_kernelx"))
+        .args(["doctor", "--json"])
+        .env("KERNEL_DIR", dir)
+        .output()
+        .unwrap();
+    for output in [from_option, from_env] {
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let tree = json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "source-tree")
+            .unwrap();
+        assert_eq!(tree["status"], "fail", "{tree}");
+        assert!(tree["detail"].as_str().unwrap().contains(dir), "{tree}");
+        assert!(!output.status.success());
+    }
+}
+
+#[test]
+fn doctor_table_ends_with_the_summary() {
+    let output = kernelx(&["doctor"]);
+    let text = stdout(&output);
+    let last = text.lines().last().unwrap_or_default();
+    if output.status.success() {
+        assert!(!last.contains("failed"), "{text}");
+    } else {
+        assert!(
+            last.contains("checks failed") && last.contains("kernelx doctor"),
+            "{text}"
+        );
+    }
+    for id in CHECK_IDS {
+        assert!(text.contains(id), "{id} missing from the table:\n{text}");
+    }
+}

@@ -1,0 +1,349 @@
+//! Facts about the host KernelX runs on, read through a root prefix.
+//!
+//! Everything here reads files (`/proc`, `/sys`, `/boot`, `/lib/modules`) through a
+//! [`HostView`], whose root is `/` in production and a temporary directory in tests, so that a
+//! fake host is a directory tree. The facts are small functions returning small types, so that
+//! the later runtime (which needs the release and the config too) reuses them.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use kernelx_kbuild::{KbuildError, KernelConfig};
+
+/// Where the running kernel's release is (what `uname -r` prints).
+pub const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
+/// The running kernel's own copy of its config (`CONFIG_IKCONFIG_PROC=y`).
+pub const PROC_CONFIG_GZ: &str = "/proc/config.gz";
+
+/// Why a host fact could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The path on the host (without the view's root).
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's contents are not what the kernel writes there.
+    #[error("unexpected contents in {}: {message}", path.display())]
+    Parse {
+        /// The path on the host (without the view's root).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The running kernel's config could not be parsed.
+    #[error(transparent)]
+    Config(#[from] KbuildError),
+}
+
+/// A view of a host's file system: every host path is looked up under `root`.
+///
+/// Paths in results and messages are host paths (`/proc/...`), never prefixed with the root.
+/// The view is a test seam, not a sandbox: an absolute symlink under the root resolves on the
+/// real file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    root: PathBuf,
+}
+
+impl HostView {
+    /// The machine this process runs on (root `/`).
+    pub fn system() -> Self {
+        HostView { root: "/".into() }
+    }
+
+    /// A host whose `/` is `root` (tests build a fake host in a temporary directory).
+    pub fn with_root(root: impl Into<PathBuf>) -> Self {
+        HostView { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The real path of host path `path` (which should be absolute).
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// `true` when `path` exists on the host (following symlinks).
+    pub fn exists(&self, path: impl AsRef<Path>) -> bool {
+        self.resolve(path).exists()
+    }
+
+    /// Reads host file `path` whole.
+    pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>, HostError> {
+        let path = path.as_ref();
+        std::fs::read(self.resolve(path)).map_err(|source| HostError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Reads host file `path` as text (lossily, as `/proc` and `/sys` files are ASCII).
+    pub fn read_to_string(&self, path: impl AsRef<Path>) -> Result<String, HostError> {
+        self.read(path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Reads the first `n` bytes of host file `path` (fewer if it is shorter). Use this for
+    /// files that are huge or endless, such as `/proc/kcore`.
+    pub fn read_prefix(&self, path: impl AsRef<Path>, n: usize) -> Result<Vec<u8>, HostError> {
+        let path = path.as_ref();
+        let error = |source| HostError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(self.resolve(path)).map_err(error)?;
+        let mut buf = Vec::with_capacity(n);
+        file.take(n as u64).read_to_end(&mut buf).map_err(error)?;
+        Ok(buf)
+    }
+
+    /// The running kernel's release, e.g. `6.12.117+deb12-cloud-amd64`.
+    pub fn kernel_release(&self) -> Result<String, HostError> {
+        let text = self.read_to_string(OSRELEASE)?;
+        let release = text.trim();
+        if release.is_empty() {
+            return Err(HostError::Parse {
+                path: OSRELEASE.into(),
+                message: "empty".to_owned(),
+            });
+        }
+        Ok(release.to_owned())
+    }
+
+    /// The places the running kernel's config may be, most authoritative first:
+    /// `/proc/config.gz` (embedded in the kernel itself), then `/boot/config-<release>`
+    /// (installed next to it by the distribution).
+    pub fn running_config_candidates(release: &str) -> [PathBuf; 2] {
+        [
+            PROC_CONFIG_GZ.into(),
+            PathBuf::from(format!("/boot/config-{release}")),
+        ]
+    }
+
+    /// The running kernel's config from the first of
+    /// [`HostView::running_config_candidates`] that exists; `Ok(None)` when none does.
+    pub fn running_config(&self, release: &str) -> Result<Option<RunningConfig>, HostError> {
+        for path in Self::running_config_candidates(release) {
+            if !self.exists(&path) {
+                continue;
+            }
+            let bytes = self.read(&path)?;
+            let origin = path.display().to_string();
+            let config = if bytes.starts_with(&[0x1f, 0x8b]) {
+                KernelConfig::from_gzip(&bytes, &origin)?
+            } else {
+                KernelConfig::parse(&String::from_utf8_lossy(&bytes), &origin)?
+            };
+            return Ok(Some(RunningConfig { path, config }));
+        }
+        Ok(None)
+    }
+
+    /// The mount table of this process's mount namespace (`/proc/self/mounts`).
+    pub fn mounts(&self) -> Result<Vec<Mount>, HostError> {
+        const MOUNTS: &str = "/proc/self/mounts";
+        let text = self.read_to_string(MOUNTS)?;
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let mut fields = line.split_whitespace();
+                let mut next = || fields.next().map(unescape_mount_field);
+                match (next(), next(), next()) {
+                    (Some(source), Some(target), Some(fstype)) => Ok(Mount {
+                        source,
+                        target: target.into(),
+                        fstype,
+                    }),
+                    _ => Err(HostError::Parse {
+                        path: MOUNTS.into(),
+                        message: format!("short line `{line}`"),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// This process's credentials, from `/proc/self/status`.
+    pub fn credentials(&self) -> Result<Credentials, HostError> {
+        const STATUS: &str = "/proc/self/status";
+        let text = self.read_to_string(STATUS)?;
+        let parse_error = |message: String| HostError::Parse {
+            path: STATUS.into(),
+            message,
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .ok_or_else(|| parse_error(format!("no {name}: line")))
+        };
+        // `Uid:` lists real, effective, saved and file-system uids.
+        let uid_line = field("Uid")?;
+        let effective_uid = uid_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| parse_error(format!("bad Uid: line `{uid_line}`")))?;
+        let cap_line = field("CapEff")?;
+        let effective_caps = u64::from_str_radix(cap_line, 16)
+            .map_err(|_| parse_error(format!("bad CapEff: line `{cap_line}`")))?;
+        Ok(Credentials {
+            effective_uid,
+            effective_caps,
+        })
+    }
+}
+
+/// The running kernel's config and where it was found.
+#[derive(Debug, Clone)]
+pub struct RunningConfig {
+    /// The host path it was read from.
+    pub path: PathBuf,
+    /// The parsed config.
+    pub config: KernelConfig,
+}
+
+/// One line of the mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// What is mounted (a device, or a name such as `bpf`).
+    pub source: String,
+    /// Where.
+    pub target: PathBuf,
+    /// The file system type, e.g. `bpf`, `tracefs`.
+    pub fstype: String,
+}
+
+/// The process credentials that decide what KernelX may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    /// The effective user id.
+    pub effective_uid: u32,
+    /// The effective capability set, one bit per `CAP_*` number.
+    pub effective_caps: u64,
+}
+
+impl Credentials {
+    /// `true` when the effective set holds capability number `cap`.
+    pub fn has_capability(&self, cap: u32) -> bool {
+        cap < 64 && self.effective_caps >> cap & 1 == 1
+    }
+}
+
+/// The kernel escapes space, tab, newline and backslash in mount fields as `\ooo` octal.
+fn unescape_mount_field(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[track_caller]
+    fn write(root: &Path, path: &str, contents: impl AsRef<[u8]>) {
+        let real = HostView::with_root(root).resolve(path);
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        std::fs::write(real, contents).unwrap();
+    }
+
+    #[test]
+    fn resolves_host_paths_under_the_root() {
+        let host = HostView::with_root("/tmp/fake");
+        assert_eq!(
+            host.resolve("/proc/modules"),
+            Path::new("/tmp/fake/proc/modules")
+        );
+        assert_eq!(
+            HostView::system().resolve("/proc/modules"),
+            Path::new("/proc/modules")
+        );
+    }
+
+    #[test]
+    fn reads_release_and_prefers_proc_config_gz() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostView::with_root(dir.path());
+        let err = host.kernel_release().unwrap_err().to_string();
+        assert_eq!(err, "cannot read /proc/sys/kernel/osrelease");
+
+        write(dir.path(), OSRELEASE, "6.12.117+deb12-cloud-amd64\n");
+        let release = host.kernel_release().unwrap();
+        assert_eq!(release, "6.12.117+deb12-cloud-amd64");
+        assert!(host.running_config(&release).unwrap().is_none());
+
+        write(
+            dir.path(),
+            "/boot/config-6.12.117+deb12-cloud-amd64",
+            "CONFIG_KPROBES=y\n",
+        );
+        let found = host.running_config(&release).unwrap().unwrap();
+        assert_eq!(
+            found.path,
+            Path::new("/boot/config-6.12.117+deb12-cloud-amd64")
+        );
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"# CONFIG_KPROBES is not set\n").unwrap();
+        write(dir.path(), PROC_CONFIG_GZ, gz.finish().unwrap());
+        let found = host.running_config(&release).unwrap().unwrap();
+        assert_eq!(found.path, Path::new(PROC_CONFIG_GZ));
+        assert!(!found.config.is_enabled("CONFIG_KPROBES"));
+    }
+
+    #[test]
+    fn parses_mounts_with_escaped_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "/proc/self/mounts",
+            "bpf /sys/fs/bpf bpf rw,nosuid 0 0\n/dev/sda1 /mnt/my\\040disk ext4 rw 0 0\n",
+        );
+        let mounts = HostView::with_root(dir.path()).mounts().unwrap();
+        assert_eq!(mounts[0].fstype, "bpf");
+        assert_eq!(mounts[1].target, Path::new("/mnt/my disk"));
+    }
+
+    #[test]
+    fn reads_effective_uid_and_capabilities() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "/proc/self/status",
+            "Name:\tkernelx\nUid:\t1000\t0\t0\t0\nCapEff:\t0000000000200000\n",
+        );
+        let creds = HostView::with_root(dir.path()).credentials().unwrap();
+        assert_eq!(creds.effective_uid, 0);
+        assert!(creds.has_capability(21));
+        assert!(!creds.has_capability(16));
+    }
+}
