@@ -2,6 +2,7 @@
 //! renders their results.
 
 mod args;
+mod build;
 mod doctor;
 mod unavailable;
 
@@ -31,6 +32,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Build(args) = &cli.command {
+        build::check_spec(args, &mut io::stderr().lock())?;
+    }
     if let Some(missing) = unavailable::not_available(&cli.command) {
         return Err(missing.into());
     }

@@ -37,7 +37,10 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
     let (name, reason) = match command {
         Command::Build(_) => (
             "build".to_owned(),
-            format!("building plans from kernel sources comes with the analysis ({ANALYSIS})"),
+            format!(
+                "the spec is valid, but building plans from kernel sources comes with the \
+                 analysis ({ANALYSIS})"
+            ),
         ),
         Command::Run(RunArgs { policy, .. }) => (
             "run".to_owned(),

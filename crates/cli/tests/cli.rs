@@ -78,7 +78,6 @@ fn every_command_help_has_examples() {
 #[test]
 fn commands_not_available_yet_say_so_and_fail() {
     let cases: &[(&[&str], &[&str])] = &[
-        (&["build", "pipe.toml"], &["issue #3"]),
         (
             &["run", "pipe.toml", "--value", "32"],
             &["issue #3", "issue #4"],
@@ -253,4 +252,80 @@ fn doctor_table_ends_with_the_summary() {
     for id in CHECK_IDS {
         assert!(text.contains(id), "{id} missing from the table:\n{text}");
     }
+}
+
+/// The prototype's own tunables, shared beside the repository (../shared/compat).
+fn prototype_spec(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/compat/prototype-tunables")
+        .join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn build_validates_the_spec_then_says_plans_are_not_available_yet() {
+    let spec = prototype_spec("all.toml");
+    let output = kernelx(&["build", &spec, "--tunable", "BLK_MAX_REQUEST_COUNT"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("all.toml: valid spec\n"), "{err}");
+    assert!(
+        err.contains("  BLK_MAX_REQUEST_COUNT (block/blk-mq.c, values 32, 8, 16)\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("tcp_cubic"),
+        "--tunable should select one: {err}"
+    );
+    assert!(
+        err.contains("error: `kernelx build` is not available yet: the spec is valid")
+            && err.contains("issue #3"),
+        "{err}"
+    );
+
+    let output = kernelx(&["build", "PIPE_DEF_BUFFERS"]);
+    let err = stderr(&output);
+    assert!(
+        err.contains("  PIPE_DEF_BUFFERS (macro PIPE_DEF_BUFFERS, definition found in the tree"),
+        "{err}"
+    );
+}
+
+#[test]
+fn build_reports_a_bad_spec_with_its_position_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(
+        &spec,
+        "name = \"x\"\n[source]\nfile = \"a.c\"\noriginal = \"A\"\nmodified = [\"B\", \"C\"]\nvalues = [1, 2]\n",
+    )
+    .expect("writing the spec");
+    let output = kernelx(&["build", &spec.to_string_lossy()]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:6:10: error: `values` must list exactly 3",
+            spec.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("is not a valid tunable spec"), "{err}");
+    assert!(!err.contains("not available yet"), "{err}");
+}
+
+#[test]
+fn build_refuses_unknown_tunables_and_arguments() {
+    let spec = prototype_spec("fig12_hystart.toml");
+    let err = stderr(&kernelx(&["build", &spec, "--tunable", "nope"]));
+    assert!(
+        err.contains("--tunable nope:") && err.contains("it has tcp_cubic, hystart_delay_max"),
+        "{err}"
+    );
+    let err = stderr(&kernelx(&["build", "not a macro"]));
+    assert!(
+        err.contains("\"not a macro\" is neither a tunable file nor a macro name"),
+        "{err}"
+    );
 }

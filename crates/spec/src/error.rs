@@ -1,6 +1,7 @@
 //! What can be wrong with a tunable file, and where.
 //!
-//! Every error but [`SpecError::Io`] and [`SpecError::BadMacroArgument`] names the file and the
+//! Every error but [`SpecError::Io`] and the command-line ones ([`SpecError::BadMacroArgument`],
+//! [`SpecError::NotASpecArgument`]) names the file and the
 //! 1-based line and column of the thing at fault, and prints as `path:line:col: error: ...`, the
 //! form editors and terminals turn into links.
 
@@ -428,6 +429,16 @@ pub enum SpecError {
         /// The argument as given.
         name: String,
     },
+
+    /// A command-line argument that is neither an existing file nor a macro name.
+    #[error(
+        "error: {argument:?} is neither a tunable file nor a macro name; give a .toml file that \
+         exists, or the identifier from the #define, e.g. PIPE_DEF_BUFFERS"
+    )]
+    NotASpecArgument {
+        /// The argument as given.
+        argument: String,
+    },
 }
 
 /// The rest of a [`SpecError::MissingField`] message: what the key holds.
@@ -450,7 +461,7 @@ impl SpecError {
     pub fn location(&self) -> Option<(&Path, usize, usize)> {
         use SpecError as E;
         match self {
-            E::Io { .. } | E::BadMacroArgument { .. } => None,
+            E::Io { .. } | E::BadMacroArgument { .. } | E::NotASpecArgument { .. } => None,
             E::Toml {
                 path, line, col, ..
             }

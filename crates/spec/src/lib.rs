@@ -9,7 +9,7 @@ mod scalar;
 mod types;
 mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use env::EnvOverrides;
 pub use error::{SpecError, SpecWarning};
@@ -45,4 +45,31 @@ pub fn load(path: impl AsRef<Path>, env: &EnvOverrides) -> Result<Parsed, SpecEr
         error,
     })?;
     parse_str(&text, path, env)
+}
+
+/// What a command line's `SPEC` argument names, as `kernelx build` and `run` take it: a tunable
+/// file, or a bare macro name (`PIPE_DEF_BUFFERS`) for later stages to find in the tree.
+///
+/// An argument that names an existing file, contains a `/` or ends in `.toml` is read as a file;
+/// otherwise it must be a C identifier. A macro name gets the `kernel_dir` of `env`.
+///
+/// # Errors
+///
+/// As [`load`] for files; [`SpecError::NotASpecArgument`] for anything else.
+pub fn from_argument(argument: &str, env: &EnvOverrides) -> Result<Parsed, SpecError> {
+    let path = Path::new(argument);
+    if path.exists() || argument.contains('/') || argument.ends_with(".toml") {
+        return load(path, env);
+    }
+    let tunable = Tunable::from_macro_name(argument).map_err(|_| SpecError::NotASpecArgument {
+        argument: argument.to_owned(),
+    })?;
+    Ok(Parsed {
+        spec: SpecFile {
+            path: PathBuf::from("<command line>"),
+            kernel_dir: env.kernel_dir.clone(),
+            tunables: vec![tunable],
+        },
+        warnings: Vec::new(),
+    })
 }

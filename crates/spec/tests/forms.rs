@@ -426,3 +426,37 @@ fn serializes_to_json_for_the_cli() {
         serde_json::json!({ "form": "macro", "macro_name": "X", "file": null, "values": null })
     );
 }
+
+#[test]
+fn command_line_argument_is_a_macro_or_a_file() {
+    let env = EnvOverrides {
+        kernel_dir: Some(PathBuf::from("/src/linux")),
+        home: None,
+    };
+    let parsed = kernelx_spec::from_argument("PIPE_DEF_BUFFERS", &env).unwrap();
+    assert_eq!(
+        parsed.spec.kernel_dir.as_deref(),
+        Some(Path::new("/src/linux"))
+    );
+    assert_eq!(macro_source(only(&parsed)).0, "PIPE_DEF_BUFFERS");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipe");
+    std::fs::write(&file, "macro = \"PIPE_DEF_BUFFERS\"\nname = \"pipe\"\n").unwrap();
+    let parsed = kernelx_spec::from_argument(file.to_str().unwrap(), &env).unwrap();
+    assert_eq!(only(&parsed).name, "pipe");
+}
+
+#[test]
+fn command_line_argument_that_is_neither_says_so() {
+    let err = kernelx_spec::from_argument("no such thing", &env()).unwrap_err();
+    assert!(
+        matches!(err, SpecError::NotASpecArgument { ref argument } if argument == "no such thing"),
+        "{err:?}"
+    );
+    let missing = kernelx_spec::from_argument("tunables/missing.toml", &env()).unwrap_err();
+    assert!(
+        matches!(missing, SpecError::Io { ref path, .. } if path == Path::new("tunables/missing.toml")),
+        "{missing:?}"
+    );
+}
