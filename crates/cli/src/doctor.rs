@@ -1,13 +1,13 @@
-//! `kernelx doctor`: runs the runtime's host checks and renders them.
+//! `kernelx doctor`: runs `kernelx-doctor`'s host checks and renders them.
 //!
 //! The JSON format (`--json`) is [`CheckReport`]'s serialization, documented on that type in
-//! `kernelx-runtime`: `{"checks": [{"id", "title", "status", "detail", "fix"}]}`.
+//! `kernelx-doctor`: `{"checks": [{"id", "title", "status", "detail", "fix"}]}`.
 
 use std::io::{IsTerminal as _, Write};
 
 use anyhow::Context as _;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use kernelx_runtime::doctor::{CheckReport, CheckStatus, DoctorOptions, check_host};
+use kernelx_doctor::{CheckReport, CheckStatus, DoctorOptions, check_host};
 use kernelx_runtime::host::HostView;
 
 use crate::args::DoctorArgs;
@@ -96,7 +96,7 @@ fn summary(report: &CheckReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use kernelx_runtime::doctor::Check;
+    use kernelx_doctor::Check;
 
     use super::*;
 

@@ -414,19 +414,24 @@ fn read_u32(data: &[u8], offset: usize, big_endian: bool) -> u32 {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// Hand-built BTF blobs, for tests here and in crates that read BTF through this one (feature
+/// `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    use super::{HEADER_LEN, MAGIC, VERSION};
 
     /// Builds BTF blobs by hand: one call per type, then [`BtfBuilder::finish`].
-    pub(crate) struct BtfBuilder {
+    #[derive(Debug, Clone)]
+    pub struct BtfBuilder {
         big_endian: bool,
         types: Vec<u8>,
-        strings: Vec<u8>,
+        /// Crate-visible so that a test can fake split BTF's string section.
+        pub(crate) strings: Vec<u8>,
     }
 
     impl BtfBuilder {
-        pub(crate) fn new(big_endian: bool) -> Self {
+        /// An empty blob in little- or big-endian byte order.
+        pub fn new(big_endian: bool) -> Self {
             BtfBuilder {
                 big_endian,
                 types: Vec::new(),
@@ -442,7 +447,8 @@ pub(crate) mod tests {
             }
         }
 
-        pub(crate) fn string(&mut self, s: &str) -> u32 {
+        /// Adds `s` to the string section and returns its offset (`0` for the empty string).
+        pub fn string(&mut self, s: &str) -> u32 {
             if s.is_empty() {
                 return 0;
             }
@@ -453,7 +459,7 @@ pub(crate) mod tests {
         }
 
         /// Appends a type: `kind` number, name, vlen, kind_flag, size/type, trailing words.
-        pub(crate) fn raw_type(
+        pub fn raw_type(
             &mut self,
             kind: u32,
             name: &str,
@@ -472,7 +478,7 @@ pub(crate) mod tests {
         }
 
         /// Appends a 32-bit enum.
-        pub(crate) fn enum32(&mut self, name: &str, enumerators: &[(&str, i32)]) -> &mut Self {
+        pub fn enum32(&mut self, name: &str, enumerators: &[(&str, i32)]) -> &mut Self {
             let mut trailing = Vec::new();
             for (n, v) in enumerators {
                 trailing.push(self.string(n));
@@ -481,7 +487,8 @@ pub(crate) mod tests {
             self.raw_type(6, name, enumerators.len() as u32, true, 4, &trailing)
         }
 
-        pub(crate) fn finish(&self) -> Vec<u8> {
+        /// The blob: header, type section, string section.
+        pub fn finish(&self) -> Vec<u8> {
             let magic = if self.big_endian {
                 MAGIC.to_be_bytes()
             } else {
@@ -505,6 +512,12 @@ pub(crate) mod tests {
             out
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::BtfBuilder;
+    use super::*;
 
     /// One type of every kind, in an order where any wrong trailing size shifts the enum that
     /// follows out of place.

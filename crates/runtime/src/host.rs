@@ -2,18 +2,17 @@
 //!
 //! Everything here reads files (`/proc`, `/sys`, `/boot`, `/lib/modules`) through a
 //! [`HostView`], whose root is `/` in production and a temporary directory in tests, so that a
-//! fake host is a directory tree. The facts are small functions returning small types, so that
-//! the later runtime (which needs the release and the config too) reuses them.
+//! fake host is a directory tree. The facts are small functions returning small types, for
+//! `kernelx doctor` now and for verifying and loading plans later.
+//!
+//! The running kernel's config is not read here: parsing it is `kernelx-kbuild`'s job, and
+//! this crate never depends on the analysis side (`kernelx-doctor` looks it up).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use kernelx_kbuild::{KbuildError, KernelConfig};
-
 /// Where the running kernel's release is (what `uname -r` prints).
 pub const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
-/// The running kernel's own copy of its config (`CONFIG_IKCONFIG_PROC=y`).
-pub const PROC_CONFIG_GZ: &str = "/proc/config.gz";
 
 /// Why a host fact could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +35,6 @@ pub enum HostError {
         /// What is wrong.
         message: String,
     },
-    /// The running kernel's config could not be parsed.
-    #[error(transparent)]
-    Config(#[from] KbuildError),
 }
 
 /// A view of a host's file system: every host path is looked up under `root`.
@@ -120,35 +116,6 @@ impl HostView {
         Ok(release.to_owned())
     }
 
-    /// The places the running kernel's config may be, most authoritative first:
-    /// `/proc/config.gz` (embedded in the kernel itself), then `/boot/config-<release>`
-    /// (installed next to it by the distribution).
-    pub fn running_config_candidates(release: &str) -> [PathBuf; 2] {
-        [
-            PROC_CONFIG_GZ.into(),
-            PathBuf::from(format!("/boot/config-{release}")),
-        ]
-    }
-
-    /// The running kernel's config from the first of
-    /// [`HostView::running_config_candidates`] that exists; `Ok(None)` when none does.
-    pub fn running_config(&self, release: &str) -> Result<Option<RunningConfig>, HostError> {
-        for path in Self::running_config_candidates(release) {
-            if !self.exists(&path) {
-                continue;
-            }
-            let bytes = self.read(&path)?;
-            let origin = path.display().to_string();
-            let config = if bytes.starts_with(&[0x1f, 0x8b]) {
-                KernelConfig::from_gzip(&bytes, &origin)?
-            } else {
-                KernelConfig::parse(&String::from_utf8_lossy(&bytes), &origin)?
-            };
-            return Ok(Some(RunningConfig { path, config }));
-        }
-        Ok(None)
-    }
-
     /// The mount table of this process's mount namespace (`/proc/self/mounts`).
     pub fn mounts(&self) -> Result<Vec<Mount>, HostError> {
         const MOUNTS: &str = "/proc/self/mounts";
@@ -204,15 +171,6 @@ impl HostView {
     }
 }
 
-/// The running kernel's config and where it was found.
-#[derive(Debug, Clone)]
-pub struct RunningConfig {
-    /// The host path it was read from.
-    pub path: PathBuf,
-    /// The parsed config.
-    pub config: KernelConfig,
-}
-
 /// One line of the mount table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -265,8 +223,6 @@ fn unescape_mount_field(field: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
-
     use super::*;
 
     #[track_caller]
@@ -287,37 +243,6 @@ mod tests {
             HostView::system().resolve("/proc/modules"),
             Path::new("/proc/modules")
         );
-    }
-
-    #[test]
-    fn reads_release_and_prefers_proc_config_gz() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = HostView::with_root(dir.path());
-        let err = host.kernel_release().unwrap_err().to_string();
-        assert_eq!(err, "cannot read /proc/sys/kernel/osrelease");
-
-        write(dir.path(), OSRELEASE, "6.12.117+deb12-cloud-amd64\n");
-        let release = host.kernel_release().unwrap();
-        assert_eq!(release, "6.12.117+deb12-cloud-amd64");
-        assert!(host.running_config(&release).unwrap().is_none());
-
-        write(
-            dir.path(),
-            "/boot/config-6.12.117+deb12-cloud-amd64",
-            "CONFIG_KPROBES=y\n",
-        );
-        let found = host.running_config(&release).unwrap().unwrap();
-        assert_eq!(
-            found.path,
-            Path::new("/boot/config-6.12.117+deb12-cloud-amd64")
-        );
-
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(b"# CONFIG_KPROBES is not set\n").unwrap();
-        write(dir.path(), PROC_CONFIG_GZ, gz.finish().unwrap());
-        let found = host.running_config(&release).unwrap().unwrap();
-        assert_eq!(found.path, Path::new(PROC_CONFIG_GZ));
-        assert!(!found.config.is_enabled("CONFIG_KPROBES"));
     }
 
     #[test]

@@ -2,5 +2,4 @@
 #![deny(missing_docs)]
 
 pub mod btf;
-pub mod doctor;
 pub mod host;
