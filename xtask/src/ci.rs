@@ -43,7 +43,18 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
         "warnings",
     ]))?;
     section("host tests");
-    process::run_visible(Command::new(&cargo).args(["test", "--workspace"]))?;
+    let mut tests = Command::new(&cargo);
+    tests.args(["test", "--workspace"]);
+    if !args.no_lab {
+        // Tests that read the prepared lab tree or the debug vmlinux are #[ignore]d for plain
+        // `cargo test`; with the lab set up they run here. Only lab VM tests are named `vm_*`.
+        let files = cache.kernel(&kernel);
+        tests
+            .env("KERNELX_LAB_TREE", files.source())
+            .env("KERNELX_LAB_VMLINUX", files.vmlinux())
+            .args(["--", "--include-ignored", "--skip", "vm_"]);
+    }
+    process::run_visible(&mut tests)?;
     let code = if args.no_lab {
         ExitCode::SUCCESS
     } else {
