@@ -206,3 +206,25 @@ fn vm_doctor_passes_every_check() {
         out.status
     );
 }
+
+#[test]
+#[ignore = "lab VM test: run with `cargo xtask lab test`"]
+fn vm_sees_the_host_tree_and_writes_only_to_ram() {
+    // The checkout may live anywhere on the host, /tmp included; the guest must see it.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    assert!(
+        manifest.is_file(),
+        "{} is not visible in the VM",
+        manifest.display()
+    );
+    let scratch = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-write-test");
+    fs::write(&scratch, "guest").unwrap_or_else(|e| panic!("writing {}: {e}", scratch.display()));
+    let mounts = read("/proc/self/mounts");
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"));
+    assert!(
+        root.is_some_and(|l| l.starts_with("overlay / overlay ") && l.contains("upperdir=")),
+        "the guest root is not the RAM overlay over the host:\n{mounts}"
+    );
+}

@@ -1,8 +1,10 @@
 #!/bin/busybox sh
 # PID 1 of the KernelX lab VM (runs from the initramfs, as busybox).
 #
-# Mounts the host's root file system read-only over virtio-fs, puts the kernel's own file systems
-# (proc, sysfs, devtmpfs, tracefs, debugfs, bpffs) and scratch tmpfs over it, runs the job
+# Mounts the host's root file system read-only over virtio-fs and an overlay on top whose upper
+# layer is RAM, so the guest can write anywhere while the host stays untouched and no host path
+# is hidden (the job's directory or the lab cache may live under /tmp). Then the kernel's own
+# file systems (proc, sysfs, devtmpfs, tracefs, debugfs, bpffs) go over that, the job runs
 # chrooted there and reports through virtio-serial ports, never through the console:
 #   kx.control  one status line per event: "mounted", "started", "exit <code>", "error <why>"
 #   kx.stdout   the job's standard output
@@ -44,16 +46,19 @@ fail() {
 	stop
 }
 
-mkdir -p /host
-mount -t virtiofs -o ro hostroot /host || fail "mounting the host root over virtio-fs"
+mkdir -p /lower /rw /host
+mount -t virtiofs -o ro hostroot /lower || fail "mounting the host root over virtio-fs"
+insmod /overlay.ko || fail "loading overlay.ko"
+mount -t tmpfs tmpfs /rw || fail "mounting the overlay's upper layer"
+mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /host ||
+	fail "mounting the overlay over the host root"
 mount -t proc proc /host/proc || fail "mounting /proc"
 mount -t sysfs sysfs /host/sys || fail "mounting /sys"
 mount -t devtmpfs devtmpfs /host/dev || fail "mounting /dev"
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "mounting /tmp"
-mount -t tmpfs tmpfs /host/run || fail "mounting /run"
 mount -t tracefs tracefs /host/sys/kernel/tracing || fail "mounting tracefs"
 mount -t debugfs debugfs /host/sys/kernel/debug || fail "mounting debugfs"
 mount -t bpf bpf /host/sys/fs/bpf || fail "mounting bpffs"

@@ -7,17 +7,19 @@ use anyhow::{Context, Result};
 /// The guest's PID 1; its header comment documents the host <-> guest protocol.
 pub const INIT_SCRIPT: &str = include_str!("init.sh");
 
-/// Builds the archive from the host's static busybox.
-pub fn build(busybox: &Path) -> Result<Vec<u8>> {
+/// Builds the archive from the host's static busybox and the kernel's overlayfs module
+/// (`overlay.ko`, uncompressed: busybox's insmod cannot load `.ko.xz`).
+pub fn build(busybox: &Path, overlay_module: &[u8]) -> Result<Vec<u8>> {
     let busybox = std::fs::read(busybox)
         .with_context(|| format!("reading {} (install busybox-static)", busybox.display()))?;
     let mut archive = Cpio::default();
-    for dir in ["bin", "dev", "proc", "sys", "host"] {
+    for dir in ["bin", "dev", "proc", "sys"] {
         archive.dir(dir);
     }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
     archive.char_device("dev/console", 5, 1);
     archive.file("bin/busybox", 0o755, &busybox);
+    archive.file("overlay.ko", 0o644, overlay_module);
     archive.file("init", 0o755, INIT_SCRIPT.as_bytes());
     Ok(archive.finish())
 }

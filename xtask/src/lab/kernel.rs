@@ -166,6 +166,11 @@ impl KernelFiles {
         self.image().join(format!("lib/modules/{}", self.release))
     }
 
+    /// overlayfs, which the VM's init loads to make the shared host root writable in RAM.
+    pub fn overlay_module(&self) -> PathBuf {
+        self.modules().join("kernel/fs/overlayfs/overlay.ko.xz")
+    }
+
     /// The vmlinux with symbols from the `-dbg` package.
     pub fn vmlinux(&self) -> PathBuf {
         self.dir.join(format!("vmlinux-{}", self.release))

@@ -227,8 +227,7 @@ impl RunDir {
 fn job_script(job: &Job) -> String {
     let mut script = String::from("# written by cargo xtask lab; run by the lab VM's init\n");
     script.push_str("export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
-    // The host's file system is read-only in the guest; give programs a writable home.
-    script.push_str("export HOME=/tmp KERNELX_LAB=1\n");
+    script.push_str("export KERNELX_LAB=1\n");
     for (key, value) in &job.env {
         script.push_str(&format!("export {key}={}\n", shell_quote(value)));
     }
@@ -244,9 +243,12 @@ fn qemu_command(kernel_image: &Path, initrd: &Path, run: &RunDir, cmdline: &str)
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
+    // Single-threaded TCG: with one host thread per vCPU, a vCPU can run a stale translation of
+    // code another vCPU is patching with text_poke_bp (static keys, kprobe optimization) and
+    // take an int3 the kernel no longer expects; seen as "Oops: int3" at boot.
     qemu.args([
         "-accel",
-        "tcg,thread=multi",
+        "tcg,thread=single",
         "-cpu",
         "max",
         "-smp",
@@ -301,6 +303,8 @@ fn start_virtiofsd(cache: &Cache, run: &RunDir) -> Result<Child> {
             "--shared-dir",
             "/",
             "--readonly",
+            // One file system for the guest: the overlay over it does not cross submounts.
+            "--no-announce-submounts",
             "--sandbox",
             "none",
             "--cache",
@@ -325,6 +329,24 @@ fn start_virtiofsd(cache: &Cache, run: &RunDir) -> Result<Child> {
     Ok(child)
 }
 
+/// The image ships modules xz-compressed; the guest's busybox insmod needs them plain.
+fn overlay_module(compressed: &Path) -> Result<Vec<u8>> {
+    let out = Command::new("xz")
+        .arg("-dc")
+        .arg(compressed)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running xz on {}", compressed.display()))?;
+    if !out.status.success() {
+        bail!(
+            "xz could not decompress {}: {}",
+            compressed.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
 fn console_tail(run: &RunDir) -> String {
     let text = fs::read_to_string(run.path("console.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -338,7 +360,11 @@ pub fn run(cache: &Cache, kernel: &LabKernel, job: &Job) -> Result<Finished> {
     let run = RunDir::create(cache)?;
     fs::write(run.path("job.sh"), job_script(job))?;
     let initrd = run.path("initramfs.cpio");
-    fs::write(&initrd, initramfs::build(Path::new("/bin/busybox"))?)?;
+    let overlay = overlay_module(&files.overlay_module())?;
+    fs::write(
+        &initrd,
+        initramfs::build(Path::new("/bin/busybox"), &overlay)?,
+    )?;
     let cmdline = format!(
         "console=ttyS0 panic=-1 kx.job={} kx.image={}",
         run.0.display(),
