@@ -15,9 +15,15 @@ pub enum RunningConfigError {
     /// Its file could not be read.
     #[error(transparent)]
     Host(#[from] HostError),
-    /// It could not be parsed.
+    /// It could not be parsed (boxed: kbuild's error carries whole command lines).
     #[error(transparent)]
-    Config(#[from] KbuildError),
+    Config(Box<KbuildError>),
+}
+
+impl From<KbuildError> for RunningConfigError {
+    fn from(error: KbuildError) -> Self {
+        RunningConfigError::Config(Box::new(error))
+    }
 }
 
 /// The running kernel's config and where it was found.

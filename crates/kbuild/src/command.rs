@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::{KbuildError, KernelTree};
@@ -79,16 +80,19 @@ fn assignment(name: &str, value: &str) -> OsString {
     format!("{name}={value}").into()
 }
 
-/// A command as data: the program and its arguments.
+/// A command as data: the program, its arguments and the directory it runs in.
 ///
 /// Its [`Display`](fmt::Display) renders it as a POSIX shell would need it typed, so error
 /// messages show a command the user can copy and run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommandLine {
     /// The program, looked up on `PATH` when it has no slash.
     pub program: OsString,
     /// Its arguments, without the program name.
     pub args: Vec<OsString>,
+    /// The working directory; `None` runs it where the caller is. kbuild's compile commands
+    /// name files relative to the top of the tree, so they carry it.
+    pub dir: Option<PathBuf>,
 }
 
 /// How many lines of standard error a [`KbuildError::CommandFailed`] keeps.
@@ -100,7 +104,14 @@ impl CommandLine {
         CommandLine {
             program: program.into(),
             args,
+            dir: None,
         }
+    }
+
+    /// The same command, run in `dir`.
+    pub fn in_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_owned());
+        self
     }
 
     /// A [`std::process::Command`] for this command line, for callers that need to stream
@@ -108,6 +119,9 @@ impl CommandLine {
     pub fn to_command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
         command
     }
 
@@ -138,8 +152,12 @@ impl CommandLine {
 }
 
 impl fmt::Display for CommandLine {
-    /// Shell-quoted: `make -C '/src/my tree' CC=x86_64-linux-gnu-gcc-12 prepare`.
+    /// Shell-quoted: `make -C '/src/my tree' CC=x86_64-linux-gnu-gcc-12 prepare`, preceded by
+    /// `cd <dir> && ` when the command has a working directory.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(dir) = &self.dir {
+            write!(f, "cd {} && ", shell_quote(dir))?;
+        }
         write_quoted(f, &self.program)?;
         for arg in &self.args {
             f.write_str(" ")?;
@@ -245,6 +263,22 @@ mod tests {
         assert_eq!(
             cmd.to_string(),
             r#"make -C '/src/my tree' CC=x86_64-linux-gnu-gcc-12 'it'\''s' '' '$HOME'"#
+        );
+        let cmd = CommandLine::new("gcc", vec!["-c".into()]).in_dir("/src/my tree");
+        assert_eq!(cmd.to_string(), "cd '/src/my tree' && gcc -c");
+    }
+
+    #[test]
+    fn runs_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = CommandLine::new("pwd", vec![])
+            .in_dir(dir.path())
+            .run()
+            .unwrap();
+        let printed = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            Path::new(printed.trim()).canonicalize().unwrap(),
+            dir.path().canonicalize().unwrap()
         );
     }
 
