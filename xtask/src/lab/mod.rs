@@ -6,13 +6,14 @@ mod kernel;
 mod setup;
 mod vm;
 
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use crate::cargo;
+use crate::{cargo, process};
 pub use kernel::{Cache, LabKernel};
 pub use setup::SetupParts;
 
@@ -136,6 +137,7 @@ fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
 
 /// Runs every `vm_*` integration test binary of the workspace in one boot.
 pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
+    build_target_module(kernel)?;
     let tests: Vec<_> = cargo::build(&["test", "--workspace", "--no-run"])?
         .into_iter()
         .filter(|e| e.is_test && e.name.starts_with("vm_"))
@@ -165,6 +167,22 @@ pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         kernel,
         &job(script, env, Duration::from_secs(1200))?,
     )?)
+}
+
+/// Builds the lab tests' target module (`tests/target-module/build/kx_target.ko`) on the host,
+/// against the lab kernel's headers: kbuild in the guest would run under TCG, several times
+/// slower. make leaves an up-to-date module alone.
+fn build_target_module(kernel: &LabKernel) -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?;
+    let dir = root.join("tests/target-module");
+    eprintln!("lab: building {}", dir.display());
+    // Where the headers package puts them (setup installs it).
+    let kdir = format!("KDIR=/usr/src/linux-headers-{}", kernel.release());
+    let log = std::env::temp_dir().join("kernelx-target-module.log");
+    process::run_logged(Command::new("make").arg("-C").arg(&dir).arg(kdir), &log)
+        .context("building the lab tests' target module")
 }
 
 fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
