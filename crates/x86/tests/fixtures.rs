@@ -3,80 +3,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kernelx_x86::{ObjectFile, diff_objects};
 
-/// A parsed fixture header.
-struct Fixture {
-    path: PathBuf,
-    values: [i64; 3],
-    flags: Vec<String>,
-    /// (line number, expectation)
-    expect: Vec<(usize, String)>,
-}
-
-#[track_caller]
-fn load(name: &str) -> Fixture {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let origin = path.display().to_string();
-    let mut values = None;
-    let mut flags = Vec::new();
-    let mut expect = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let n = n + 1;
-        let Some(rest) = line.trim().strip_prefix("//") else {
-            continue;
-        };
-        let rest = rest.trim();
-        if let Some(v) = rest.strip_prefix("values:") {
-            let parsed: Vec<i64> = v
-                .split_whitespace()
-                .map(|x| {
-                    x.parse()
-                        .unwrap_or_else(|_| panic!("{origin}:{n}: bad value {x:?}"))
-                })
-                .collect();
-            values = Some(
-                parsed
-                    .try_into()
-                    .unwrap_or_else(|_| panic!("{origin}:{n}: `values:` needs three values")),
-            );
-        } else if let Some(f) = rest.strip_prefix("flags:") {
-            flags.extend(f.split_whitespace().map(str::to_owned));
-        } else if let Some(e) = rest.strip_prefix("expect:") {
-            // Anything after `#` is a comment (usually the instruction).
-            let e = e.split('#').next().unwrap_or("").trim();
-            if e.is_empty() {
-                panic!("{origin}:{n}: empty expectation");
-            }
-            expect.push((n, e.split_whitespace().collect::<Vec<_>>().join(" ")));
-        }
-    }
-    Fixture {
-        values: values.unwrap_or_else(|| panic!("{origin}: no `// values:` line")),
-        path,
-        flags,
-        expect,
-    }
-}
-
 #[track_caller]
 fn check(name: &str) {
-    let fixture = load(name);
+    let fixture = common::load_fixture("fixtures", name);
     let dir = tempfile::tempdir().expect("creating a temporary directory");
-    let objects: Vec<Vec<u8>> = fixture
-        .values
-        .iter()
-        .map(|&v| {
-            let o = common::compile(&fixture.path, v, &fixture.flags, dir.path());
-            std::fs::read(&o).unwrap_or_else(|e| panic!("reading {}: {e}", o.display()))
-        })
-        .collect();
+    let objects = common::compile_fixture(&fixture, dir.path());
     let parsed: Vec<ObjectFile<'_>> = objects
         .iter()
         .zip(fixture.values)

@@ -30,7 +30,8 @@ use iced_x86::code_asm::*;
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, MemoryOperand, Register};
 use kernelx_x86::symex::magic::{self, MagicForm};
 use kernelx_x86::symex::{
-    FlagSet, Gpr, MachineState, Recipe, SeedContext, SeedVersion, SynthesisKind, Width, synthesize,
+    FlagSet, Gpr, MachineState, Recipe, RecipeSemantics, SeedContext, SeedVersion, SynthesisKind,
+    Width, synthesize,
 };
 
 const TRIALS: usize = 1000;

@@ -4,7 +4,7 @@ use iced_x86::{Formatter, GasFormatter, Instruction};
 
 use super::expr::EvalError;
 use super::flags::FlagSet;
-use super::range::BoundReason;
+use super::range::{BoundReason, OutOfRange};
 
 /// The AT&T text of an instruction (iced's GAS formatter), as error messages show it.
 pub fn att(insn: &Instruction) -> String {
@@ -128,4 +128,15 @@ pub enum SymexError {
         /// What differed.
         detail: String,
     },
+}
+
+impl From<OutOfRange> for SymexError {
+    fn from(e: OutOfRange) -> SymexError {
+        SymexError::OutOfRange {
+            value: e.value,
+            min: e.min,
+            max: e.max,
+            reason: e.reason,
+        }
+    }
 }

@@ -5,6 +5,13 @@
 //! [`Recipe`]: serde data a probe after the critical span executes to turn the state the
 //! running (V1) code produced into the state a build with V' would have produced.
 //!
+//! The recipe and its vocabulary ([`Recipe`], [`ValueRange`], [`Relation`], [`Width`],
+//! [`RegOperand`], ...) are plan data, defined in `kernelx_plan` so that the runtime reads them
+//! without this crate; they are re-exported here under their old paths. What needs iced or the
+//! symbolic machine is added by extension traits: [`RecipeSemantics`] (`capture`, `effects`,
+//! `apply`), [`PlaceExt`], [`InputExt`], [`RegOperandExt`], [`AddressExt`], [`GprExt`] and
+//! [`FlagSetExt`].
+//!
 //! # Overview
 //!
 //! In pipeline order:
@@ -16,8 +23,8 @@
 //! * [`sem`]: iced [`Instruction`](iced_x86::Instruction)s as [`Effect`]s; a concrete executor.
 //! * [`relation`], [`magic`]: IV = f(V) (affine, powers of two, logarithms, magic division).
 //! * [`synth`]: [`derive_relation`] and [`synthesize`] from a [`SeedContext`].
-//! * [`recipe`], [`range`]: the [`Recipe`] (format and reference semantics,
-//!   [`Recipe::apply`]) and its [`ValueRange`].
+//! * [`recipe`], [`range`]: the [`Recipe`]'s reference semantics
+//!   ([`RecipeSemantics::apply`]) and its [`ValueRange`] (the format is `kernelx_plan::recipe`).
 //!
 //! # Design
 //!
@@ -35,7 +42,9 @@
 //!
 //! ```
 //! use iced_x86::{Decoder, DecoderOptions, Instruction};
-//! use kernelx_x86::symex::{synthesize, Gpr, MachineState, Saved, SeedContext, SeedVersion};
+//! use kernelx_x86::symex::{
+//!     Gpr, MachineState, RecipeSemantics, Saved, SeedContext, SeedVersion, synthesize,
+//! };
 //!
 //! // cmp $0xffff,%ebp ; jbe  (PIPE_DEF_BUFFERS = 16, 32, 4 -> IV = 4096*V - 1)
 //! let decode = |bytes: &[u8]| -> Vec<Instruction> {
@@ -79,10 +88,15 @@ pub mod synth;
 pub use bv::{Bv, Width};
 pub use error::SymexError;
 pub use expr::{Env, EvalError, Expr, Var};
-pub use flags::{Condition, Flag, FlagSet};
-pub use range::{BoundReason, Restriction, ValueRange};
-pub use recipe::{Coverage, CriticalSpan, Input, Place, Recipe, Saved, SynthesisKind, Update};
+pub use flags::{Condition, Flag, FlagSet, FlagSetExt};
+pub use range::{BoundReason, OutOfRange, Restriction, ValueRange};
+pub use recipe::{
+    Coverage, CriticalSpan, Input, InputExt, Place, PlaceExt, Recipe, RecipeSemantics, Saved,
+    SynthesisKind, Update,
+};
 pub use relation::{IvDomain, Relation};
 pub use sem::Effect;
-pub use state::{Address, Gpr, MachineState, Memory, RegOperand, Segment};
+pub use state::{
+    Address, AddressExt, Gpr, GprExt, MachineState, Memory, RegOperand, RegOperandExt, Segment,
+};
 pub use synth::{SeedContext, SeedVersion, derive_relation, synthesize};

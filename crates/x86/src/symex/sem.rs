@@ -13,7 +13,7 @@ use super::bv::{Bv, Width};
 use super::error::{SymexError, att};
 use super::expr::{BinOp, EvalError, Expr, UnOp, Var};
 use super::flags::{Condition, Flag, FlagOp, FlagSet};
-use super::state::{Gpr, MachineState, RegOperand, Segment};
+use super::state::{Gpr, MachineState, RegOperand, RegOperandExt, Segment};
 
 /// One architectural effect of an instruction; every expression reads the state *before* the
 /// instruction (effects of one instruction happen in parallel).

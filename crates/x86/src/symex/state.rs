@@ -1,73 +1,23 @@
 //! The register file with its sub-registers, addresses, and a concrete machine state.
 
-use std::fmt;
-
 use iced_x86::Register;
-use serde::{Deserialize, Serialize};
 
 use super::bv::Width;
 use super::expr::{BinOp, Env, EvalError, Expr, Var};
 use super::flags::{Flag, FlagSet};
 
-/// A 64-bit general-purpose register, numbered as the hardware encodes it (`rax` = 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[expect(missing_docs, reason = "the variants are the register names")]
-pub enum Gpr {
-    Rax,
-    Rcx,
-    Rdx,
-    Rbx,
-    Rsp,
-    Rbp,
-    Rsi,
-    Rdi,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
+// Registers and addresses are plan data (recipes name them); how iced names them and what
+// they mean as expressions lives here.
+pub use kernelx_plan::{Address, Gpr, RegOperand, Segment};
+
+/// [`Gpr`] as iced names it.
+pub trait GprExt {
+    /// The iced register of this GPR at `width` (`None` for [`Width::W1`]).
+    fn iced(self, width: Width) -> Option<Register>;
 }
 
-impl Gpr {
-    /// All sixteen, in hardware order.
-    pub const ALL: [Gpr; 16] = [
-        Gpr::Rax,
-        Gpr::Rcx,
-        Gpr::Rdx,
-        Gpr::Rbx,
-        Gpr::Rsp,
-        Gpr::Rbp,
-        Gpr::Rsi,
-        Gpr::Rdi,
-        Gpr::R8,
-        Gpr::R9,
-        Gpr::R10,
-        Gpr::R11,
-        Gpr::R12,
-        Gpr::R13,
-        Gpr::R14,
-        Gpr::R15,
-    ];
-
-    /// The hardware number (0..16), also the index in [`MachineState::gpr`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The 64-bit name (`rax`).
-    pub const fn name(self) -> &'static str {
-        [
-            "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
-            "r12", "r13", "r14", "r15",
-        ][self as usize]
-    }
-
-    /// The iced register of this GPR at `width` (`None` for [`Width::W1`]).
-    pub fn iced(self, width: Width) -> Option<Register> {
+impl GprExt for Gpr {
+    fn iced(self, width: Width) -> Option<Register> {
         let base = match width {
             Width::W1 => return None,
             Width::W8 => {
@@ -86,55 +36,17 @@ impl Gpr {
     }
 }
 
-impl fmt::Display for Gpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "%{}", self.name())
-    }
-}
-
-/// A segment register with a base in 64-bit mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Segment {
-    /// `%fs` (user TLS; unused by the kernel).
-    Fs,
-    /// `%gs`: the kernel's per-CPU area.
-    Gs,
-}
-
-/// A register operand: a GPR viewed at a width (`al`, `ax`, `eax`, `rax`, or `ah`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RegOperand {
-    /// The underlying 64-bit register.
-    pub gpr: Gpr,
-    /// The width of the view.
-    pub width: Width,
-    /// `ah`/`ch`/`dh`/`bh`: bits 8..16 of `rax`..`rbx`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub high8: bool,
-}
-
-impl RegOperand {
-    /// The full 64-bit register.
-    pub const fn full(gpr: Gpr) -> RegOperand {
-        RegOperand {
-            gpr,
-            width: Width::W64,
-            high8: false,
-        }
-    }
-
-    /// `gpr` viewed at `width`.
-    pub const fn new(gpr: Gpr, width: Width) -> RegOperand {
-        RegOperand {
-            gpr,
-            width,
-            high8: false,
-        }
-    }
-
+/// [`RegOperand`] from iced, and as an expression.
+pub trait RegOperandExt: Sized {
     /// The operand of an iced general-purpose register (`None` for other registers).
-    pub fn from_iced(reg: Register) -> Option<RegOperand> {
+    fn from_iced(reg: Register) -> Option<Self>;
+
+    /// The view as an expression over the full register.
+    fn expr(self) -> Expr;
+}
+
+impl RegOperandExt for RegOperand {
+    fn from_iced(reg: Register) -> Option<RegOperand> {
         if !reg.is_gpr() {
             return None;
         }
@@ -149,30 +61,7 @@ impl RegOperand {
         Some(RegOperand { gpr, width, high8 })
     }
 
-    /// The view's value in a full 64-bit register value (zero-extended).
-    pub const fn read(self, full: u64) -> u64 {
-        if self.high8 {
-            (full >> 8) & 0xff
-        } else {
-            full & self.width.mask()
-        }
-    }
-
-    /// The full register after writing `value` to the view: 32-bit writes zero the upper
-    /// half, 8/16-bit writes keep the other bits.
-    pub const fn write(self, full: u64, value: u64) -> u64 {
-        if self.high8 {
-            return (full & !0xff00) | ((value & 0xff) << 8);
-        }
-        match self.width {
-            Width::W64 => value,
-            Width::W32 => value & 0xffff_ffff,
-            w => (full & !w.mask()) | (value & w.mask()),
-        }
-    }
-
-    /// The view as an expression over the full register.
-    pub fn expr(self) -> Expr {
+    fn expr(self) -> Expr {
         let full = Expr::reg(self.gpr);
         if self.high8 {
             Expr::binary(BinOp::Shr, full, Expr::constant(Width::W8, 8)).trunc(Width::W8)
@@ -182,50 +71,14 @@ impl RegOperand {
     }
 }
 
-impl fmt::Display for RegOperand {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.gpr.name();
-        let i = self.gpr.index();
-        match self.width {
-            _ if self.high8 => write!(f, "%{}h", &name[1..2]),
-            Width::W64 => write!(f, "%{name}"),
-            Width::W32 if i >= 8 => write!(f, "%{name}d"),
-            Width::W16 if i >= 8 => write!(f, "%{name}w"),
-            Width::W8 if i >= 8 => write!(f, "%{name}b"),
-            Width::W32 => write!(f, "%e{}", &name[1..]),
-            Width::W16 => write!(f, "%{}", &name[1..]),
-            Width::W8 if i < 4 => write!(f, "%{}l", &name[1..2]),
-            Width::W8 => write!(f, "%{}l", &name[1..]),
-            Width::W1 => write!(f, "%{name}:1"),
-        }
-    }
-}
-
-/// A memory address as an instruction computes it: `seg:disp(base,index,scale)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Address {
-    /// `%fs:`/`%gs:` override (`None` for flat addressing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<Segment>,
-    /// Base register.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<Gpr>,
-    /// Index register.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<Gpr>,
-    /// Scale of the index: 1, 2, 4 or 8.
-    pub scale: u8,
-    /// Displacement. For a RIP-relative address it is relative to the start of the critical
-    /// span (see [`Address::rip_relative`]).
-    pub disp: i64,
-    /// RIP-relative: the address is `span start + disp`, whatever instruction used it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub rip_relative: bool,
-}
-
-impl Address {
+/// [`Address`] as an expression.
+pub trait AddressExt {
     /// The address as a 64-bit expression. RIP-relative addresses use [`Var::SpanStart`].
-    pub fn expr(&self) -> Expr {
+    fn expr(&self) -> Expr;
+}
+
+impl AddressExt for Address {
+    fn expr(&self) -> Expr {
         let mut e = Expr::constant(Width::W64, self.disp as u64);
         if self.rip_relative {
             e = Expr::binary(BinOp::Add, Expr::Var(Var::SpanStart), e);
@@ -245,33 +98,6 @@ impl Address {
             e = Expr::binary(BinOp::Add, Expr::Var(Var::SegmentBase { segment }), e);
         }
         e
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(s) = self.segment {
-            write!(f, "%{}:", format!("{s:?}").to_lowercase())?;
-        }
-        if self.disp < 0 {
-            write!(f, "-{:#x}", self.disp.unsigned_abs())?;
-        } else {
-            write!(f, "{:#x}", self.disp)?;
-        }
-        if self.rip_relative {
-            return f.write_str("(span start)");
-        }
-        if self.base.is_some() || self.index.is_some() {
-            f.write_str("(")?;
-            if let Some(b) = self.base {
-                write!(f, "{b}")?;
-            }
-            if let Some(i) = self.index {
-                write!(f, ",{i},{}", self.scale)?;
-            }
-            f.write_str(")")?;
-        }
-        Ok(())
     }
 }
 

@@ -21,15 +21,16 @@ use iced_x86::{Code, FlowControl, Instruction, Mnemonic, OpKind, Register};
 
 use super::bv::Width;
 use super::error::{SymexError, att};
-use super::flags::{Flag, FlagSet};
+use super::flags::{Flag, FlagSet, FlagSetExt};
 use super::magic::{self, MagicForm, MagicMatch};
 use super::range::{BoundReason, Restriction, ValueRange};
 use super::recipe::{
-    CombineOp, CompareOp, CriticalSpan, Input, Place, Recipe, SynthesisKind, UndoOp, Update,
+    CombineOp, CompareOp, CriticalSpan, Input, Place, Recipe, RecipeSemantics, SynthesisKind,
+    UndoOp, Update,
 };
 use super::relation::{Fit, IvDomain, MagicPart, Relation};
 use super::sem::{self, Param};
-use super::state::{Address, Gpr, MachineState, RegOperand, Segment};
+use super::state::{Address, Gpr, MachineState, RegOperand, RegOperandExt, Segment};
 
 /// One version of a seed: its block (decoded with the offsets as `ip`), where the seed is in
 /// it, and the source value the build used.
@@ -1262,7 +1263,7 @@ mod tests {
 
     use super::*;
     use crate::symex::flags::Condition;
-    use crate::symex::range::BoundReason;
+    use crate::symex::range::{BoundReason, OutOfRange};
 
     type Build = fn(&mut CodeAssembler, i64) -> Result<(), IcedError>;
 
@@ -1423,7 +1424,7 @@ mod tests {
         assert!(r.range.contains(1 << 31));
         assert!(matches!(
             r.range.check(48),
-            Err(SymexError::OutOfRange {
+            Err(OutOfRange {
                 reason: BoundReason::NotPowerOfTwo,
                 ..
             })

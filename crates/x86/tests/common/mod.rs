@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: compiling C fixtures, rendering findings as
-//! expectation lines.
+//! Helpers shared by the integration tests: reading and compiling C fixtures, rendering
+//! findings as expectation lines, building the lab tree's fs/pipe.o (`lab`), rendering probe
+//! placements and Safe Spans (`spans`).
 
 #![allow(
     dead_code,
@@ -10,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kernelx_x86::{ChangedField, ObjectDiff, SymbolKind};
+
+pub mod lab;
+pub mod spans;
 
 /// Flags close to the kernel's x86-64 C flags that work without kernel headers.
 pub const KERNEL_LIKE_FLAGS: &[&str] = &[
@@ -95,6 +99,82 @@ pub fn compile(source: &Path, value: i64, extra: &[String], out_dir: &Path) -> P
         String::from_utf8_lossy(&output.stderr)
     );
     out
+}
+
+/// A C fixture: its header lines (format in `testdata/fixtures/README.md`).
+pub struct Fixture {
+    /// The file.
+    pub path: PathBuf,
+    /// `// values:`; the first plays the running kernel.
+    pub values: [i64; 3],
+    /// `// flags:`, extra compiler flags.
+    pub flags: Vec<String>,
+    /// `// expect:` lines: (line number, expectation with whitespace normalized).
+    pub expect: Vec<(usize, String)>,
+}
+
+/// Reads `testdata/<dir>/<name>`.
+#[track_caller]
+pub fn load_fixture(dir: &str, name: &str) -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(dir)
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let origin = path.display().to_string();
+    let mut values = None;
+    let mut flags = Vec::new();
+    let mut expect = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let n = n + 1;
+        let Some(rest) = line.trim().strip_prefix("//") else {
+            continue;
+        };
+        let rest = rest.trim();
+        if let Some(v) = rest.strip_prefix("values:") {
+            let parsed: Vec<i64> = v
+                .split_whitespace()
+                .map(|x| {
+                    x.parse()
+                        .unwrap_or_else(|_| panic!("{origin}:{n}: bad value {x:?}"))
+                })
+                .collect();
+            values = Some(
+                parsed
+                    .try_into()
+                    .unwrap_or_else(|_| panic!("{origin}:{n}: `values:` needs three values")),
+            );
+        } else if let Some(f) = rest.strip_prefix("flags:") {
+            flags.extend(f.split_whitespace().map(str::to_owned));
+        } else if let Some(e) = rest.strip_prefix("expect:") {
+            // Anything after `#` is a comment (usually the instruction).
+            let e = e.split('#').next().unwrap_or("").trim();
+            if e.is_empty() {
+                panic!("{origin}:{n}: empty expectation");
+            }
+            expect.push((n, e.split_whitespace().collect::<Vec<_>>().join(" ")));
+        }
+    }
+    Fixture {
+        values: values.unwrap_or_else(|| panic!("{origin}: no `// values:` line")),
+        path,
+        flags,
+        expect,
+    }
+}
+
+/// Compiles a fixture once per value into `out_dir`; the objects' bytes, in value order.
+#[track_caller]
+pub fn compile_fixture(fixture: &Fixture, out_dir: &Path) -> Vec<Vec<u8>> {
+    fixture
+        .values
+        .iter()
+        .map(|&v| {
+            let o = compile(&fixture.path, v, &fixture.flags, out_dir);
+            std::fs::read(&o).unwrap_or_else(|e| panic!("reading {}: {e}", o.display()))
+        })
+        .collect()
 }
 
 /// The findings of a diff as expectation lines (see `testdata/fixtures/README.md`), sorted.
