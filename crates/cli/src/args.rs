@@ -199,7 +199,12 @@ pub struct BuildArgs {
     pub spec: String,
     #[command(flatten)]
     pub kernel_dir: KernelDirArg,
-    /// Where to write the plan (a file, or a directory for several tunables).
+    /// The kernel's debug vmlinux: which units it was built from, and its build-id (default:
+    /// /usr/lib/debug/boot/vmlinux-<release>, when present).
+    #[arg(long, value_name = "FILE")]
+    pub vmlinux: Option<PathBuf>,
+    /// Write one plan file holding every selected tunable here, instead of one file per
+    /// tunable in the plan store ($KERNELX_PLANS, default ~/.local/share/kernelx/plans).
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// Build only these tunables of a multi-tunable spec (repeatable).
@@ -208,7 +213,7 @@ pub struct BuildArgs {
     /// Parallel compiler jobs (default: the number of CPUs).
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<std::num::NonZeroUsize>,
-    /// Print the build report as JSON.
+    /// Print the plan (format: crates/plan/src/format.rs) instead of the report.
     #[arg(long)]
     pub json: bool,
 }
@@ -346,19 +351,6 @@ pub enum TableCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-impl TableCommand {
-    /// The subcommand's name, as typed.
-    pub fn name(&self) -> &'static str {
-        match self {
-            TableCommand::List { .. } => "list",
-            TableCommand::Query { .. } => "query",
-            TableCommand::Delete { .. } => "delete",
-            TableCommand::Cs { .. } => "cs",
-            TableCommand::Ss { .. } => "ss",
-        }
-    }
 }
 
 #[derive(Debug, Args)]

@@ -1,16 +1,95 @@
-//! `kernelx build`, first half: read and validate the tunable spec, so a user learns about a bad
-//! file now. Building the plan itself comes with the analysis (see `unavailable`).
+//! `kernelx build`: read the spec, analyse each selected tunable on the kernel tree, write the
+//! plan (to `-o`, or one file per tunable in the plan store) and print the report.
 
 use std::io::Write;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
-use anyhow::bail;
-use kernelx_spec::{EnvOverrides, Tunable, TunableSource, from_argument};
+use anyhow::{Context as _, bail};
+use kernelx_analyze::{AnalyzeOptions, analyze, default_vmlinux, kernel_identity, render_report};
+use kernelx_kbuild::{BuiltUnits, Cache, KernelTree, Toolchain, VariantOptions};
+use kernelx_plan::Plan;
+use kernelx_spec::{EnvOverrides, Parsed, Tunable, TunableSource, from_argument};
 
 use crate::args::BuildArgs;
+use crate::progress::BuildProgress;
+use crate::table::plan_store;
+
+/// Runs `kernelx build`: the report (or `--json` plan) to `out`, progress and warnings to `err`.
+pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
+    let parsed = check_spec(args, err)?;
+    let tunables: Vec<&Tunable> = selected(args, &parsed).collect();
+    let Some(dir) = parsed.spec.kernel_dir.clone() else {
+        bail!(
+            "no kernel source tree: give --kernel-dir DIR (or set KERNEL_DIR, or `kernel_dir` in \
+             the spec) pointing at the source of the running kernel, prepared with `make prepare`"
+        );
+    };
+    let tree = KernelTree::open(&dir)
+        .with_context(|| format!("opening the kernel tree {}", dir.display()))?;
+    let release = tree
+        .kernel_release()
+        .map_or_else(|| tree.version().to_string(), str::to_owned);
+    let vmlinux: Option<PathBuf> = match &args.vmlinux {
+        Some(v) => Some(v.clone()),
+        None => Some(default_vmlinux(&release)).filter(|p| p.is_file()),
+    };
+    let built = match &vmlinux {
+        Some(v) => BuiltUnits::from_debug_info(&[v.as_path()])
+            .with_context(|| format!("reading the units of {}", v.display()))?,
+        None => BuiltUnits::Unrestricted,
+    };
+    let (kernel, identity_warnings) = kernel_identity(&tree, vmlinux.as_deref())?;
+    for w in &identity_warnings {
+        writeln!(err, "warning: {w}")?;
+    }
+    let options = AnalyzeOptions::new(VariantOptions {
+        toolchain: Toolchain::debian_gcc12(),
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+        cache: Cache::from_env().context("opening the build cache")?,
+        built,
+    });
+    let mut plans = Vec::new();
+    for tunable in tunables {
+        let progress = BuildProgress::new(&tunable.name);
+        let result = analyze(&tree, tunable, &options, &progress);
+        progress.finish();
+        plans.push(result.with_context(|| format!("building {}", tunable.name))?);
+    }
+    let plan = Plan::new(kernel, plans);
+    let written = match &args.output {
+        Some(path) => {
+            plan.write(path)
+                .with_context(|| format!("writing the plan {}", path.display()))?;
+            vec![path.clone()]
+        }
+        None => {
+            let store = plan_store()?;
+            plan.tunables
+                .iter()
+                .map(|t| store.save(&plan.kernel, t))
+                .collect::<Result<Vec<_>, _>>()
+                .context("writing to the plan store")?
+        }
+    };
+    if args.json {
+        out.write_all(plan.to_json()?.as_bytes())?;
+    } else {
+        for t in &plan.tunables {
+            write!(out, "{}", render_report(t))?;
+        }
+    }
+    for path in written {
+        writeln!(err, "wrote {}", path.display())?;
+    }
+    Ok(())
+}
 
 /// Validates `args.spec` (file or macro name) and the `--tunable` selection, printing warnings
-/// and a summary of what would be built to `err`.
-pub fn check_spec(args: &BuildArgs, err: &mut impl Write) -> anyhow::Result<()> {
+/// and a summary of what will be built to `err`.
+pub fn check_spec(args: &BuildArgs, err: &mut impl Write) -> anyhow::Result<Parsed> {
     let env = EnvOverrides {
         kernel_dir: args.kernel_dir.kernel_dir.clone(),
         ..EnvOverrides::from_process_env()
@@ -41,16 +120,19 @@ pub fn check_spec(args: &BuildArgs, err: &mut impl Write) -> anyhow::Result<()> 
             );
         }
     }
-    let selected = parsed
+    writeln!(err, "{}: valid spec", parsed.spec.path.display())?;
+    for tunable in selected(args, &parsed) {
+        writeln!(err, "  {}", describe(tunable))?;
+    }
+    Ok(parsed)
+}
+
+fn selected<'p>(args: &'p BuildArgs, parsed: &'p Parsed) -> impl Iterator<Item = &'p Tunable> {
+    parsed
         .spec
         .tunables
         .iter()
-        .filter(|t| args.tunables.is_empty() || args.tunables.contains(&t.name));
-    writeln!(err, "{}: valid spec", parsed.spec.path.display())?;
-    for tunable in selected {
-        writeln!(err, "  {}", describe(tunable))?;
-    }
-    Ok(())
+        .filter(|t| args.tunables.is_empty() || args.tunables.contains(&t.name))
 }
 
 /// One line per tunable: its name, where it comes from and its values.

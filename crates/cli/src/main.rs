@@ -4,6 +4,8 @@
 mod args;
 mod build;
 mod doctor;
+mod progress;
+mod table;
 mod unavailable;
 
 use std::io::{self, Write as _};
@@ -32,9 +34,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Build(args) = &cli.command {
-        build::check_spec(args, &mut io::stderr().lock())?;
-    }
     if let Some(missing) = unavailable::not_available(&cli.command) {
         return Err(missing.into());
     }
@@ -46,6 +45,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Build(args) => {
+            build::run(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Table(args) => {
+            table::run(&args.command, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
         }
         other => unreachable!("{other:?} is reported by unavailable::not_available"),
     }

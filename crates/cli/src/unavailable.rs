@@ -31,17 +31,10 @@ impl fmt::Display for NotAvailable {
 
 impl std::error::Error for NotAvailable {}
 
-/// What is missing for `command`; `None` for commands that work (`doctor`).
+/// What is missing for `command`; `None` for commands that work (`doctor`, `build`, `table`).
 pub fn not_available(command: &Command) -> Option<NotAvailable> {
     let runtime = |what: &str| format!("{what} comes with the runtime ({RUNTIME})");
     let (name, reason) = match command {
-        Command::Build(_) => (
-            "build".to_owned(),
-            format!(
-                "the spec is valid, but building plans from kernel sources comes with the \
-                 analysis ({ANALYSIS})"
-            ),
-        ),
         Command::Run(RunArgs { policy, .. }) => (
             "run".to_owned(),
             format!(
@@ -68,10 +61,6 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
         ),
         Command::Unload(_) => ("unload".to_owned(), runtime("unloading tunables")),
         Command::Status(_) => ("status".to_owned(), runtime("listing loaded tunables")),
-        Command::Table(table) => (
-            format!("table {}", table.command.name()),
-            format!("the table of built plans comes with the analysis ({ANALYSIS})"),
-        ),
         Command::Trace(_) => ("trace".to_owned(), runtime("tracing live events")),
         Command::Gen(_) => (
             "gen".to_owned(),
@@ -91,7 +80,7 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
                 runtime("installing prerequisites")
             ),
         ),
-        Command::Doctor(_) => return None,
+        Command::Doctor(_) | Command::Build(_) | Command::Table(_) => return None,
     };
     Some(NotAvailable {
         command: name,

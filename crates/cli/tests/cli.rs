@@ -25,9 +25,18 @@ const CHECK_IDS: [&str; 11] = [
 
 #[track_caller]
 fn kernelx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kernelx"))
-        .args(args)
-        .env_remove("KERNEL_DIR")
+    kernelx_env(args, &[])
+}
+
+/// `kernelx` with these environment variables set (and `KERNEL_DIR` removed unless given).
+#[track_caller]
+fn kernelx_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kernelx"));
+    command.args(args).env_remove("KERNEL_DIR");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
         .output()
         .unwrap_or_else(|e| panic!("cannot run kernelx {args:?}: {e}"))
 }
@@ -95,11 +104,6 @@ fn commands_not_available_yet_say_so_and_fail() {
         (&["unload", "--all"], &["issue #4"]),
         (&["unload", "pipe_def_buffers"], &["issue #4"]),
         (&["status", "--json"], &["issue #4"]),
-        (&["table", "list"], &["issue #3"]),
-        (&["table", "query", "t"], &["issue #3"]),
-        (&["table", "delete", "t"], &["issue #3"]),
-        (&["table", "cs", "t"], &["issue #3"]),
-        (&["table", "ss", "t", "--json"], &["issue #3"]),
         (&["trace"], &["issue #4"]),
         (&["gen", "t", "-o", "t.bpf.c"], &["issue #5"]),
         (&["clean", "--all"], &["issue #4"]),
@@ -109,11 +113,7 @@ fn commands_not_available_yet_say_so_and_fail() {
         let output = kernelx(args);
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "kernelx {args:?}: {err}");
-        let command = if args[0] == "table" {
-            format!("`kernelx table {}`", args[1])
-        } else {
-            format!("`kernelx {}`", args[0])
-        };
+        let command = format!("`kernelx {}`", args[0]);
         assert!(
             err.starts_with(&format!("error: {command} is not available yet: ")),
             "kernelx {args:?}: {err}"
@@ -264,9 +264,14 @@ fn prototype_spec(name: &str) -> String {
 }
 
 #[test]
-fn build_validates_the_spec_then_says_plans_are_not_available_yet() {
+fn build_validates_the_spec_then_needs_a_kernel_tree() {
+    let home = tempfile::tempdir().expect("tempdir");
     let spec = prototype_spec("all.toml");
-    let output = kernelx(&["build", &spec, "--tunable", "BLK_MAX_REQUEST_COUNT"]);
+    // all.toml says kernel_dir = "~/linux-6.8.0", which this HOME does not have.
+    let output = kernelx_env(
+        &["build", &spec, "--tunable", "BLK_MAX_REQUEST_COUNT"],
+        &[("HOME", home.path())],
+    );
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(err.contains("all.toml: valid spec\n"), "{err}");
@@ -279,17 +284,93 @@ fn build_validates_the_spec_then_says_plans_are_not_available_yet() {
         "--tunable should select one: {err}"
     );
     assert!(
-        err.contains("error: `kernelx build` is not available yet: the spec is valid")
-            && err.contains("issue #3"),
+        err.contains(&format!(
+            "error: opening the kernel tree {}",
+            home.path().join("linux-6.8.0").display()
+        )),
         "{err}"
     );
+    assert!(stdout(&output).is_empty());
 
-    let output = kernelx(&["build", "PIPE_DEF_BUFFERS"]);
+    let output = kernelx_env(&["build", "PIPE_DEF_BUFFERS"], &[("HOME", home.path())]);
     let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(
         err.contains("  PIPE_DEF_BUFFERS (macro PIPE_DEF_BUFFERS, definition found in the tree"),
         "{err}"
     );
+    assert!(
+        err.contains("error: no kernel source tree: give --kernel-dir DIR (or set KERNEL_DIR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn table_on_an_empty_store_says_there_are_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plans = dir.path().join("plans");
+    let env = [("KERNELX_PLANS", plans.as_path())];
+    let output = kernelx_env(&["table", "list"], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "no plans in {} (`kernelx build` writes them)\n",
+            plans.display()
+        )
+    );
+    let output = kernelx_env(&["table", "list", "--json"], &env);
+    assert_eq!(stdout(&output).trim(), "[]");
+    for args in [
+        &["table", "query", "nope"][..],
+        &["table", "cs", "nope", "--json"],
+        &["table", "ss", "nope"],
+        &["table", "delete", "nope"],
+    ] {
+        let output = kernelx_env(args, &env);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: no plan for `nope` in "),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&output).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn table_lists_queries_and_deletes_stored_plans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plan/testdata/example.plan.json");
+    std::fs::copy(&example, dir.path().join("PIPE_DEF_BUFFERS.plan.json")).expect("copying");
+    let env = [("KERNELX_PLANS", dir.path())];
+    let list = stdout(&kernelx_env(&["table", "list"], &env));
+    assert!(
+        list.contains("PIPE_DEF_BUFFERS") && list.contains("1..=1048576"),
+        "{list}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&kernelx_env(&["table", "list", "--json"], &env)))
+            .expect("list --json is JSON");
+    assert_eq!(json[0]["name"], "PIPE_DEF_BUFFERS");
+    assert_eq!(json[0]["sites"], 3);
+    let query = stdout(&kernelx_env(&["table", "query", "PIPE_DEF_BUFFERS"], &env));
+    assert!(
+        query.contains("alloc_pipe_info+0x6b") && query.contains("warning: "),
+        "{query}"
+    );
+    let cs: serde_json::Value = serde_json::from_str(&stdout(&kernelx_env(
+        &["table", "cs", "PIPE_DEF_BUFFERS", "--json"],
+        &env,
+    )))
+    .expect("cs --json is JSON");
+    assert_eq!(cs.as_array().map(Vec::len), Some(3));
+    let ss = stdout(&kernelx_env(&["table", "ss", "PIPE_DEF_BUFFERS"], &env));
+    assert!(ss.contains("fs/pipe.c:alloc_pipe_info/0"), "{ss}");
+    let output = kernelx_env(&["table", "delete", "PIPE_DEF_BUFFERS"], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&kernelx_env(&["table", "list"], &env)).starts_with("no plans in "));
 }
 
 #[test]

@@ -53,7 +53,11 @@ impl PlanStore {
 
     /// Writes `tunable`'s plan for `kernel` (replacing an older one atomically); returns the
     /// file.
-    pub fn save(&self, kernel: &KernelIdentity, tunable: &TunablePlan) -> Result<PathBuf, PlanError> {
+    pub fn save(
+        &self,
+        kernel: &KernelIdentity,
+        tunable: &TunablePlan,
+    ) -> Result<PathBuf, PlanError> {
         fs::create_dir_all(&self.dir).map_err(|source| PlanError::Store {
             path: self.dir.clone(),
             source,
@@ -90,7 +94,11 @@ impl PlanStore {
                 path: self.dir.clone(),
                 source,
             })?;
-            if let Some(name) = entry.file_name().to_str().and_then(|n| n.strip_suffix(SUFFIX)) {
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(SUFFIX))
+            {
                 names.push(name.to_owned());
             }
         }
@@ -143,15 +151,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = PlanStore::new(dir.path().join("plans"));
         assert_eq!(store.list().unwrap(), Vec::<String>::new());
-        let example = Plan::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/example.plan.json"))
-            .unwrap();
+        let example = Plan::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/example.plan.json"
+        ))
+        .unwrap();
         let path = store.save(&example.kernel, &example.tunables[0]).unwrap();
         assert_eq!(path, store.path_of("PIPE_DEF_BUFFERS"));
         assert_eq!(store.list().unwrap(), ["PIPE_DEF_BUFFERS"]);
         assert_eq!(store.load("PIPE_DEF_BUFFERS").unwrap(), example);
         assert!(matches!(store.load("X"), Err(PlanError::NotInStore { .. })));
         store.delete("PIPE_DEF_BUFFERS").unwrap();
-        assert!(matches!(store.delete("PIPE_DEF_BUFFERS"), Err(PlanError::NotInStore { .. })));
+        assert!(matches!(
+            store.delete("PIPE_DEF_BUFFERS"),
+            Err(PlanError::NotInStore { .. })
+        ));
         assert!(store.list().unwrap().is_empty());
     }
 }
