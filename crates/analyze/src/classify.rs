@@ -7,7 +7,6 @@
 //! values of variables and string literals are data: the plan records them as uncovered, the
 //! build warns, and the user decides (e.g. set `pipe_user_pages_soft` through its sysctl).
 
-use kernelx_plan::UncoveredKind as PlanKind;
 use kernelx_x86::{UncoveredEffect, UncoveredKind};
 
 /// Whether an effect is on code (fails the tunable) rather than on data (a warning).
@@ -25,25 +24,10 @@ pub fn is_code_effect(kind: UncoveredKind, section: &str) -> bool {
     }
 }
 
-/// The plan's name for a kind.
-pub fn plan_kind(kind: UncoveredKind) -> PlanKind {
-    match kind {
-        UncoveredKind::InstructionsChanged => PlanKind::InstructionsChanged,
-        UncoveredKind::BranchTarget => PlanKind::BranchTarget,
-        UncoveredKind::ReferenceTarget => PlanKind::ReferenceTarget,
-        UncoveredKind::FrameLayout => PlanKind::FrameLayout,
-        UncoveredKind::DataValue => PlanKind::DataValue,
-        UncoveredKind::DataSize => PlanKind::DataSize,
-        UncoveredKind::DataReference => PlanKind::DataReference,
-        UncoveredKind::SectionData => PlanKind::SectionData,
-        UncoveredKind::UnattributedCode => PlanKind::UnattributedCode,
-    }
-}
-
 /// The plan's record of an effect in `unit`.
 pub fn plan_effect(unit: &str, e: &UncoveredEffect) -> kernelx_plan::UncoveredEffect {
     kernelx_plan::UncoveredEffect {
-        kind: plan_kind(e.kind),
+        kind: e.kind,
         unit: unit.to_owned(),
         symbol: e.symbol.clone(),
         section: e.section.clone(),
@@ -103,9 +87,10 @@ mod tests {
             detail: "sub $0x1b0,%rsp: frame size".to_owned(),
             values: None,
         };
+        let planned = plan_effect("kernel/trace/trace.c", &e);
         assert_eq!(
-            plan_effect("kernel/trace/trace.c", &e).kind,
-            PlanKind::FrameLayout
+            (planned.kind, planned.unit.as_str()),
+            (UncoveredKind::FrameLayout, "kernel/trace/trace.c")
         );
         assert_eq!(
             describe("kernel/trace/trace.c", &e),

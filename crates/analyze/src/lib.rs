@@ -10,7 +10,7 @@ mod report;
 mod seeds;
 mod spans;
 
-pub use classify::{is_code_effect, plan_kind};
+pub use classify::is_code_effect;
 pub use error::AnalyzeError;
 pub use identity::{default_vmlinux, kernel_identity, read_build_id};
 pub use pipeline::{AnalyzeOptions, analyze, plan_source, tunable_range};

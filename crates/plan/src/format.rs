@@ -581,13 +581,15 @@ pub struct UncoveredEffect {
     pub values: Option<Vec<u64>>,
 }
 
-/// Kinds of [`UncoveredEffect`] (the names of `kernelx_x86::UncoveredKind`).
+/// Kinds of [`UncoveredEffect`] (`kernelx_x86` reports its diffs in these terms too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UncoveredKind {
-    /// Instructions were added, removed or replaced by different ones.
+    /// Instructions were added, removed or replaced by different ones (loop unrolling, a
+    /// branch folded away, different registers or operations): SIE only rewrites state at
+    /// existing instructions.
     InstructionsChanged,
-    /// An aligned branch leads somewhere else.
+    /// An aligned branch leads somewhere else: control flow differs.
     BranchTarget,
     /// An aligned instruction refers to a different symbol or place.
     ReferenceTarget,
@@ -599,9 +601,11 @@ pub enum UncoveredKind {
     DataSize,
     /// A variable's initial contents refer to different symbols.
     DataReference,
-    /// Bytes of a data section that no symbol covers differ.
+    /// Bytes of a data section that no symbol covers (string literals, constant pools) differ.
     SectionData,
-    /// Code outside any function (e.g. `.altinstr_replacement`) differs.
+    /// Code outside any function differs: an executable section without function symbols,
+    /// such as `.altinstr_replacement`, whose instructions the kernel copies into functions
+    /// when it patches alternatives.
     UnattributedCode,
 }
 

@@ -139,56 +139,9 @@ pub struct UncoveredEffect {
     pub values: Option<Vec<u64>>,
 }
 
-/// Kinds of [`UncoveredEffect`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UncoveredKind {
-    /// Instructions were added, removed or replaced by different ones (loop unrolling, a
-    /// branch folded away, different registers or operations): SIE only rewrites state at
-    /// existing instructions.
-    InstructionsChanged,
-    /// An aligned branch leads somewhere else: control flow differs.
-    BranchTarget,
-    /// An aligned instruction refers to a different symbol or place.
-    ReferenceTarget,
-    /// The stack frame's size or layout depends on the value.
-    FrameLayout,
-    /// A variable's initial value depends on the value.
-    DataValue,
-    /// A variable's size depends on the value.
-    DataSize,
-    /// A variable's initial contents refer to different symbols.
-    DataReference,
-    /// Bytes of a data section that no symbol covers (string literals, constant pools) differ.
-    SectionData,
-    /// Code outside any function differs: an executable section without function symbols,
-    /// such as `.altinstr_replacement`, whose instructions the kernel copies into functions
-    /// when it patches alternatives.
-    UnattributedCode,
-}
-
-impl UncoveredKind {
-    /// The kind's name as serialized (`instructions_changed`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InstructionsChanged => "instructions_changed",
-            Self::BranchTarget => "branch_target",
-            Self::ReferenceTarget => "reference_target",
-            Self::FrameLayout => "frame_layout",
-            Self::DataValue => "data_value",
-            Self::DataSize => "data_size",
-            Self::DataReference => "data_reference",
-            Self::SectionData => "section_data",
-            Self::UnattributedCode => "unattributed_code",
-        }
-    }
-}
-
-impl fmt::Display for UncoveredKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Kinds of [`UncoveredEffect`]: the plan's vocabulary, so a diff's effects go into a plan as
+/// they are.
+pub use kernelx_plan::UncoveredKind;
 
 /// A function or data symbol not present in every build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
