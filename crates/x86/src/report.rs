@@ -4,9 +4,7 @@
 //! the objects given to [`diff_objects`](crate::diff_objects): index 0 is V1, the build that
 //! matches the running kernel.
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// The result of diffing several builds of one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,87 +164,6 @@ pub enum SymbolKind {
     Data,
 }
 
-/// Bytes, serialized as a lower-case hex string (`"81fdffff0000"`).
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct HexBytes(pub Vec<u8>);
-
-impl fmt::Display for HexBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for HexBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
-impl std::str::FromStr for HexBytes {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if !digits.len().is_multiple_of(2) {
-            return Err(format!("odd number of hex digits in {s:?}"));
-        }
-        digits
-            .chunks(2)
-            .map(|pair| {
-                let text = std::str::from_utf8(pair).map_err(|_| format!("not hex: {s:?}"))?;
-                u8::from_str_radix(text, 16).map_err(|_| format!("not hex: {text:?} in {s:?}"))
-            })
-            .collect::<Result<Vec<u8>, String>>()
-            .map(HexBytes)
-    }
-}
-
-impl Serialize for HexBytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HexBytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_bytes_round_trip() {
-        let h: HexBytes = "81 fd ff ff 00 00".parse().unwrap();
-        assert_eq!(h.0, [0x81, 0xfd, 0xff, 0xff, 0, 0]);
-        let json = serde_json::to_string(&h).unwrap();
-        assert_eq!(json, "\"81fdffff0000\"");
-        assert_eq!(serde_json::from_str::<HexBytes>(&json).unwrap(), h);
-        assert!("abc".parse::<HexBytes>().is_err());
-        assert!("zz".parse::<HexBytes>().is_err());
-    }
-
-    #[test]
-    fn kinds_serialize_as_their_names() {
-        for kind in [
-            UncoveredKind::InstructionsChanged,
-            UncoveredKind::BranchTarget,
-            UncoveredKind::ReferenceTarget,
-            UncoveredKind::FrameLayout,
-            UncoveredKind::DataValue,
-            UncoveredKind::DataSize,
-            UncoveredKind::DataReference,
-            UncoveredKind::SectionData,
-            UncoveredKind::UnattributedCode,
-        ] {
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{kind}\""));
-        }
-    }
-}
+/// Bytes, serialized as a lower-case hex string (`"81fdffff0000"`): the plan's type, so
+/// seeds' bytes and masks go into a plan as they are.
+pub use kernelx_plan::HexBytes;
