@@ -338,6 +338,21 @@ fn field_at(instruction: &Instruction, c: &ConstantOffsets, at: usize) -> RelocF
     }
 }
 
+/// Whether an operand is an immediate of any encoding (imm8/16/32/64, sign-extended or not).
+pub(crate) fn is_immediate(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

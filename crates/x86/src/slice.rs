@@ -59,6 +59,7 @@ use crate::dataflow::{
     ARG_REGS, CALLEE_SAVED, Effects, FunctionCode, MemRef, RETURN_REGS, RegSet, Transfer,
     effects_of, jumps_from_other_parts,
 };
+use crate::decode::is_immediate;
 use crate::format::AttFormatter;
 
 /// Options of [`slice_span`].
@@ -1058,20 +1059,6 @@ fn frame_step(i: &iced_x86::Instruction, e: &Effects, f: Frame) -> Frame {
         };
     }
     out
-}
-
-fn is_immediate(k: OpKind) -> bool {
-    matches!(
-        k,
-        OpKind::Immediate8
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64
-    )
 }
 
 fn classify(m: &MemRef, f: Frame) -> MemClass {

@@ -31,6 +31,7 @@ use super::recipe::{
 use super::relation::{Fit, IvDomain, MagicPart, Relation};
 use super::sem::{self, Param};
 use super::state::{Address, Gpr, MachineState, RegOperand, RegOperandExt, Segment};
+use crate::decode::is_immediate;
 
 /// One version of a seed: its block (decoded with the offsets as `ip`), where the seed is in
 /// it, and the source value the build used.
@@ -130,20 +131,6 @@ fn mismatch(versions: &[SeedVersion<'_>; 3], version: usize, what: &'static str)
         version: version + 1,
         what,
     }
-}
-
-fn is_immediate(kind: OpKind) -> bool {
-    matches!(
-        kind,
-        OpKind::Immediate8
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64
-    )
 }
 
 fn changing(versions: &[SeedVersion<'_>; 3]) -> Result<Changing, SymexError> {
