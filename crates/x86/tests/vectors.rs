@@ -127,3 +127,39 @@ fn parse_errors_name_file_and_line() {
     let err = parse("t.txt", "00 | 00 => seed 0x0\n").err().unwrap();
     assert!(err.starts_with("t.txt:1: cannot read finding"), "{err}");
 }
+
+/// Two out-of-line blocks swap places between builds (the vector "V2 and V3 place B before
+/// A"): the seed in the moved block is reported at its V1 offset, with each build's instance
+/// where that build placed it, and nothing is uncovered.
+#[test]
+fn seeds_in_permuted_blocks_keep_their_instances() {
+    let v1 = "85ff740883fe05750931c0c3b810000000c389f0c3".parse::<HexBytes>();
+    let v2 = "85ff740b83fe05750331c0c389f0c3b820000000c3".parse::<HexBytes>();
+    let v3 = "85ff740b83fe05750331c0c389f0c3b840000000c3".parse::<HexBytes>();
+    let bytes: Vec<Vec<u8>> = [v1, v2, v3].into_iter().map(|b| b.unwrap().0).collect();
+    let objects: Vec<ObjectFile<'_>> = bytes
+        .iter()
+        .enumerate()
+        .map(|(k, b)| ObjectFile::from_code(format!("V{}", k + 1), &[("f", b)]))
+        .collect();
+    let refs: Vec<&ObjectFile<'_>> = objects.iter().collect();
+    let diff = diff_builds(&refs, &[16, 32, 64]).unwrap();
+    assert!(diff.uncovered.is_empty(), "{:?}", diff.uncovered);
+    assert_eq!(diff.seeds.len(), 1);
+    let seed = &diff.seeds[0];
+    assert_eq!((seed.offset, seed.asm.as_str()), (0xc, "mov $0x10,%eax"));
+    let instances: Vec<(u32, &str)> = seed
+        .instances
+        .iter()
+        .map(|i| (i.offset, i.asm.as_str()))
+        .collect();
+    assert_eq!(
+        instances,
+        [
+            (0xc, "mov $0x10,%eax"),
+            (0xf, "mov $0x20,%eax"),
+            (0xf, "mov $0x40,%eax")
+        ]
+    );
+    assert_eq!(seed.instances[1].bytes.0, [0xb8, 0x20, 0, 0, 0]);
+}

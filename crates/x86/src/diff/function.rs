@@ -6,7 +6,8 @@ use std::ops::Range;
 use iced_x86::{Mnemonic, OpKind, Register};
 
 use super::Tools;
-use crate::align::Alignment;
+use crate::align::{Alignment, Hunk};
+use crate::cfg::{BlockId, Cfg, Exit, Successor};
 use crate::decode::{Insn, RelocField, Target, index_at};
 use crate::elf::{Function, ObjectFile, Referent, ReferentKind, normalize_name};
 use crate::format::referent_text;
@@ -32,11 +33,23 @@ struct Build<'f, 'a> {
     insns: Vec<Insn>,
 }
 
-/// V1 aligned with build `k` (k >= 1), plus where each V1 hunk starts in build k, so that a
-/// branch to the first instruction of a changed run still counts as the same target.
+/// V1 aligned with build `k` (k >= 1): each V1 instruction's partner, the unaligned runs, and
+/// where each V1 hunk starts in build k, so that a branch to the first instruction of a changed
+/// run still counts as the same target.
+///
+/// Usually the partners are the stream alignment's (in order). When that leaves unaligned runs
+/// but the builds' basic blocks correspond one to one ([`block_permutation`]), the partners
+/// follow the blocks instead and nothing is unaligned.
 struct Aligned {
-    alignment: Alignment,
+    partners: Vec<Option<usize>>,
+    hunks: Vec<Hunk>,
     hunk_starts: HashMap<usize, usize>,
+}
+
+impl Aligned {
+    fn b_of(&self, i: usize) -> Option<usize> {
+        self.partners.get(i).copied().flatten()
+    }
 }
 
 /// Where an operand leads, in one build.
@@ -66,17 +79,24 @@ pub(super) fn diff(
         .iter()
         .map(|b| b.insns.iter().map(Shape::of).collect())
         .collect();
-    let aligned: Vec<Aligned> = shapes[1..]
-        .iter()
-        .map(|other| {
-            let alignment = Alignment::of_slices(&shapes[0], other);
-            let hunk_starts = alignment
-                .hunks()
-                .into_iter()
-                .map(|h| (h.a.start, h.b.start))
-                .collect();
+    let aligned: Vec<Aligned> = (1..builds.len())
+        .map(|k| {
+            let alignment = Alignment::of_slices(&shapes[0], &shapes[k]);
+            let hunks = alignment.hunks();
+            if !hunks.is_empty()
+                && let Some(partners) =
+                    block_permutation(&builds[0], &builds[k], &shapes[0], &shapes[k], &alignment)
+            {
+                return Aligned {
+                    partners,
+                    hunks: Vec::new(),
+                    hunk_starts: HashMap::new(),
+                };
+            }
+            let hunk_starts = hunks.iter().map(|h| (h.a.start, h.b.start)).collect();
             Aligned {
-                alignment,
+                partners: (0..shapes[0].len()).map(|i| alignment.b_of(i)).collect(),
+                hunks,
                 hunk_starts,
             }
         })
@@ -91,7 +111,7 @@ pub(super) fn diff(
     // Unaligned runs, merged across builds when V1's side is the same.
     let mut hunks: BTreeMap<(usize, usize), Vec<BuildRun>> = BTreeMap::new();
     for (k, a) in aligned.iter().enumerate() {
-        for h in a.alignment.hunks() {
+        for h in a.hunks.iter().cloned() {
             hunks
                 .entry((h.a.start, h.a.end))
                 .or_default()
@@ -106,7 +126,7 @@ pub(super) fn diff(
 
     // Instructions aligned in every build.
     for i in 0..builds[0].insns.len() {
-        let partners: Option<Vec<usize>> = aligned.iter().map(|a| a.alignment.b_of(i)).collect();
+        let partners: Option<Vec<usize>> = aligned.iter().map(|a| a.b_of(i)).collect();
         if let Some(partners) = partners {
             compare(&builds, &aligned, i, &partners, tools, &mut found);
         }
@@ -146,6 +166,130 @@ pub(super) fn diff(
         .uncovered
         .sort_by_key(|e| (e.offset.unwrap_or(u32::MAX), e.kind));
     found
+}
+
+/// Maps V1's instructions to build `other`'s through a bijection of basic blocks, if the two
+/// builds are the same code laid out in another block order (gcc places out-of-line blocks in
+/// either order); `None` if that cannot be shown.
+///
+/// Blocks are paired from the entry along the CFG's edges, so branches are compared by the
+/// block they lead to, never by offset. Paired blocks must have the same instruction shapes one
+/// for one and the same successors: a fall-through pairs only with a fall-through (the blocks
+/// stay adjacent), a taken branch with a taken branch, an exit with an exit of the same kind.
+/// A block the CFG does not reach from the entry (a static-key target, padding) pairs only where
+/// the stream alignment aligns all of it with a whole block, as it would without this. Functions
+/// with indirect jumps (targets unknown) or branches into the middle of an instruction are
+/// refused. Immediates, displacements and references are then compared as for any aligned
+/// instruction, so only a pure permutation of equivalent blocks comes out effect-free.
+fn block_permutation(
+    v1: &Build<'_, '_>,
+    other: &Build<'_, '_>,
+    shapes_v1: &[Shape],
+    shapes_other: &[Shape],
+    alignment: &Alignment,
+) -> Option<Vec<Option<usize>>> {
+    if v1.insns.len() != other.insns.len() || v1.insns.is_empty() {
+        return None;
+    }
+    let cfg_v1 = Cfg::build(v1.object, v1.function, &v1.insns);
+    let cfg_other = Cfg::build(other.object, other.function, &other.insns);
+    let (blocks_v1, blocks_other) = (cfg_v1.blocks(), cfg_other.blocks());
+    if blocks_v1.len() != blocks_other.len() {
+        return None;
+    }
+    let unprovable = |cfg: &Cfg| {
+        cfg.exits()
+            .any(|(_, x)| matches!(x, Exit::IndirectJump { .. } | Exit::BadTarget { .. }))
+    };
+    if unprovable(&cfg_v1) || unprovable(&cfg_other) {
+        return None;
+    }
+
+    let mut p = BlockPairing {
+        image: vec![None; blocks_v1.len()],
+        preimage: vec![None; blocks_other.len()],
+        work: Vec::new(),
+    };
+    if !p.pair(0, 0) {
+        return None;
+    }
+    let mut next_unpaired = 0;
+    loop {
+        while let Some((a, b)) = p.work.pop() {
+            let (ba, bb) = (&blocks_v1[a as usize], &blocks_other[b as usize]);
+            if ba.insns.len() != bb.insns.len()
+                || shapes_v1[ba.insns.clone()] != shapes_other[bb.insns.clone()]
+                || ba.succs.len() != bb.succs.len()
+            {
+                return None;
+            }
+            for (sa, sb) in ba.succs.iter().zip(&bb.succs) {
+                let ok = match (*sa, *sb) {
+                    (Successor::FallThrough(x), Successor::FallThrough(y))
+                    | (Successor::Branch(x), Successor::Branch(y)) => p.pair(x, y),
+                    (Successor::Exit(x), Successor::Exit(y)) => {
+                        std::mem::discriminant(&x) == std::mem::discriminant(&y)
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return None;
+                }
+            }
+        }
+        // A block not reached from what is paired so far: only where the stream alignment
+        // aligns it whole with a whole block.
+        while next_unpaired < p.image.len() && p.image[next_unpaired].is_some() {
+            next_unpaired += 1;
+        }
+        let Some(block) = blocks_v1.get(next_unpaired) else {
+            break;
+        };
+        let start = alignment.b_of(block.insns.start)?;
+        let partner = cfg_other.block_of(start);
+        let whole = blocks_other[partner as usize].insns.start == start
+            && blocks_other[partner as usize].insns.len() == block.insns.len()
+            && block
+                .insns
+                .clone()
+                .all(|i| alignment.b_of(i) == Some(start + (i - block.insns.start)));
+        if !whole || !p.pair(next_unpaired as BlockId, partner) {
+            return None;
+        }
+    }
+
+    let mut partners = vec![None; v1.insns.len()];
+    for (a, b) in p.image.iter().enumerate() {
+        let (ba, bb) = (&blocks_v1[a], &blocks_other[(*b)? as usize]);
+        for (i, j) in ba.insns.clone().zip(bb.insns.clone()) {
+            partners[i] = Some(j);
+        }
+    }
+    Some(partners)
+}
+
+/// Blocks of V1 paired with blocks of another build, one to one, and the pairs whose edges are
+/// still to be followed.
+struct BlockPairing {
+    image: Vec<Option<BlockId>>,
+    preimage: Vec<Option<BlockId>>,
+    work: Vec<(BlockId, BlockId)>,
+}
+
+impl BlockPairing {
+    /// Pairs `a` with `b`; false if either is already paired with another block.
+    fn pair(&mut self, a: BlockId, b: BlockId) -> bool {
+        match (self.image[a as usize], self.preimage[b as usize]) {
+            (Some(x), Some(y)) => x == b && y == a,
+            (None, None) => {
+                self.image[a as usize] = Some(b);
+                self.preimage[b as usize] = Some(a);
+                self.work.push((a, b));
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 fn hunk_effect(
@@ -522,7 +666,7 @@ fn relate(
             let same = if ia == v1.insns.len() {
                 ib == other.insns.len()
             } else {
-                aligned.alignment.b_of(ia) == Some(ib) || aligned.hunk_starts.get(&ia) == Some(&ib)
+                aligned.b_of(ia) == Some(ib) || aligned.hunk_starts.get(&ia) == Some(&ib)
             };
             if same {
                 Relation::Same

@@ -6,6 +6,9 @@
 //!    ([`pair_by_key`]); what is missing from some build is reported as unmatched.
 //! 2. For each function present everywhere ([`function`]): decode every build, align V1's
 //!    instruction shapes with each other build's (Myers, [`Alignment`]), then
+//!    * if the alignment leaves unaligned runs but the basic blocks of the two builds pair one
+//!      to one (same instructions, branches to paired blocks), the builds differ only in block
+//!      order and the instructions pair through the blocks instead;
 //!    * runs of unaligned instructions are [`UncoveredKind::InstructionsChanged`];
 //!    * aligned instructions are compared field by field: a different immediate, displacement
 //!      or symbol offset makes a [`Seed`]; a branch or reference that leads somewhere else is
