@@ -1,6 +1,7 @@
 //! Developer tasks for KernelX: the kernel lab (QEMU VMs booting Debian's 6.12 cloud kernel),
 //! the lab test suite and the CI sequence. Run as `cargo xtask <command>`.
 
+mod bench;
 mod cargo;
 mod ci;
 mod lab;
@@ -24,6 +25,15 @@ enum Command {
     Lab(lab::LabCommand),
     /// What CI runs: formatting, clippy, unit tests, then the lab tests in one VM boot.
     Ci(ci::CiArgs),
+    /// Benchmarks, in the lab: `build` times `kernelx build` cold and warm per constant.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time `kernelx build` on the prepared lab tree, cold and warm.
+    Build(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(command) => lab::run(command),
         Command::Ci(args) => ci::run(args),
+        Command::Bench(BenchCommand::Build(args)) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,122 @@
+//! `cargo xtask bench build`: how long `kernelx build` takes on the prepared lab tree, cold
+//! (an empty object cache) and warm (the same cache again), per constant. Results are printed
+//! and written as JSON to `target/bench/build.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use crate::cargo;
+use crate::lab::{Cache, LabKernel};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Warm runs per constant (the cold run is always one).
+    #[arg(long, default_value_t = 3)]
+    warm_runs: usize,
+}
+
+/// The constants timed: a single-unit one in the prototype's format and a header macro that
+/// reaches several units.
+const CASES: &[(&str, Spec)] = &[
+    (
+        "MAX_SOFTIRQ_RESTART",
+        Spec::PrototypeFile("max_softirq_restart.toml"),
+    ),
+    ("PIPE_DEF_BUFFERS", Spec::Macro("PIPE_DEF_BUFFERS")),
+];
+
+#[derive(Clone, Copy)]
+enum Spec {
+    /// A file of `../shared/compat/prototype-tunables`.
+    PrototypeFile(&'static str),
+    /// A macro named on the command line.
+    Macro(&'static str),
+}
+
+#[derive(Serialize)]
+struct Timing {
+    constant: &'static str,
+    /// Whether `kernelx build` produced a plan (a refusal is timed too: it is the whole analysis).
+    planned: bool,
+    cold_seconds: f64,
+    warm_seconds: Vec<f64>,
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_owned();
+    let files = Cache::from_env()?.kernel(&LabKernel::selected()?);
+    let kernelx = cargo::build(&[
+        "build",
+        "--release",
+        "--package",
+        "kernelx",
+        "--bin",
+        "kernelx",
+    ])?
+    .into_iter()
+    .find(|e| e.name == "kernelx" && !e.is_test)
+    .context("cargo did not report the kernelx binary")?;
+    let scratch = repo.join("target/bench");
+    let mut timings = Vec::new();
+    for &(constant, spec) in CASES {
+        let cache = scratch.join(format!("cache-{constant}"));
+        let _ = std::fs::remove_dir_all(&cache);
+        let run = || -> Result<(bool, f64)> {
+            let mut build = Command::new(&kernelx.path);
+            build
+                .arg("build")
+                .arg(spec_argument(&repo, spec))
+                .arg("--kernel-dir")
+                .arg(files.source())
+                .arg("--vmlinux")
+                .arg(files.vmlinux())
+                .arg("--json")
+                .env("KERNELX_CACHE", &cache)
+                .env("KERNELX_PLANS", cache.join("plans"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let start = Instant::now();
+            let status = build.status().context("running kernelx build")?;
+            Ok((status.success(), start.elapsed().as_secs_f64()))
+        };
+        let (planned, cold_seconds) = run()?;
+        let warm_seconds = (0..args.warm_runs)
+            .map(|_| run().map(|(_, seconds)| seconds))
+            .collect::<Result<Vec<_>>>()?;
+        eprintln!(
+            "{constant:<22} {:<8} cold {cold_seconds:6.2} s   warm {}",
+            if planned { "plan" } else { "refused" },
+            warm_seconds
+                .iter()
+                .map(|s| format!("{s:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        timings.push(Timing {
+            constant,
+            planned,
+            cold_seconds,
+            warm_seconds,
+        });
+    }
+    let out = scratch.join("build.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&timings)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spec_argument(repo: &Path, spec: Spec) -> PathBuf {
+    match spec {
+        Spec::PrototypeFile(name) => repo.join("../shared/compat/prototype-tunables").join(name),
+        Spec::Macro(name) => PathBuf::from(name),
+    }
+}
