@@ -5,23 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use kernelx_x86::{ObjectFile, diff_objects};
-
 #[track_caller]
 fn check(name: &str) {
     let fixture = common::load_fixture("fixtures", name);
     let dir = tempfile::tempdir().expect("creating a temporary directory");
     let objects = common::compile_fixture(&fixture, dir.path());
-    let parsed: Vec<ObjectFile<'_>> = objects
-        .iter()
-        .zip(fixture.values)
-        .map(|(bytes, v)| {
-            ObjectFile::parse(format!("{name} [V={v}]"), bytes)
-                .unwrap_or_else(|e| panic!("{name}: {e}"))
-        })
-        .collect();
-    let diff = diff_objects([&parsed[0], &parsed[1], &parsed[2]], fixture.values)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (parsed, diff) = common::parse_and_diff(name, &fixture, &objects);
     // The report survives a JSON round trip.
     let json = serde_json::to_string(&diff).expect("serializing the diff");
     let back: kernelx_x86::ObjectDiff = serde_json::from_str(&json).expect("reading it back");

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kernelx_x86::{ChangedField, ObjectDiff, SymbolKind};
+use kernelx_x86::{ChangedField, ObjectDiff, ObjectFile, SymbolKind, diff_objects};
 
 pub mod lab;
 pub mod spans;
@@ -175,6 +175,27 @@ pub fn compile_fixture(fixture: &Fixture, out_dir: &Path) -> Vec<Vec<u8>> {
             std::fs::read(&o).unwrap_or_else(|e| panic!("reading {}: {e}", o.display()))
         })
         .collect()
+}
+
+/// Parses a fixture's objects (from [`compile_fixture`]) and diffs them; the V1..V3 objects
+/// and the diff.
+#[track_caller]
+pub fn parse_and_diff<'a>(
+    name: &str,
+    fixture: &Fixture,
+    objects: &'a [Vec<u8>],
+) -> (Vec<ObjectFile<'a>>, ObjectDiff) {
+    let parsed: Vec<ObjectFile<'a>> = objects
+        .iter()
+        .zip(fixture.values)
+        .map(|(bytes, v)| {
+            ObjectFile::parse(format!("{name} [V={v}]"), bytes)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    let diff = diff_objects([&parsed[0], &parsed[1], &parsed[2]], fixture.values)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (parsed, diff)
 }
 
 /// The findings of a diff as expectation lines (see `testdata/fixtures/README.md`), sorted.

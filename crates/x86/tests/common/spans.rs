@@ -8,7 +8,7 @@
 use kernelx_x86::{
     Cfg, Disassembler, ExitKind, ExtensionReason, FunctionCode, KernelProbeConfig, Locations,
     ObjectFile, Placement, ProbeBlocker, ProbeCheck, ProbeNote, ProbeSites, ReservedBy,
-    SafeSpanSlice, ScanStop, SliceOptions, diff_objects, place_post_probe, slice_span,
+    SafeSpanSlice, ScanStop, SliceOptions, place_post_probe, slice_span,
 };
 
 /// Which lines a test checks.
@@ -36,16 +36,7 @@ pub fn check(name: &str, lines: Lines) {
     let fixture = super::load_fixture("spans", name);
     let dir = tempfile::tempdir().expect("creating a temporary directory");
     let objects = super::compile_fixture(&fixture, dir.path());
-    let parsed: Vec<ObjectFile<'_>> = objects
-        .iter()
-        .zip(fixture.values)
-        .map(|(bytes, v)| {
-            ObjectFile::parse(format!("{name} [V={v}]"), bytes)
-                .unwrap_or_else(|e| panic!("{name}: {e}"))
-        })
-        .collect();
-    let diff = diff_objects([&parsed[0], &parsed[1], &parsed[2]], fixture.values)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (parsed, diff) = super::parse_and_diff(name, &fixture, &objects);
     let v1 = &parsed[0];
     let expected: Vec<(usize, String)> = fixture
         .expect
