@@ -74,6 +74,15 @@ impl HostView {
         self.resolve(path).exists()
     }
 
+    /// Opens host file `path` for reading (for files read in pieces, such as `/proc/kcore`).
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<std::fs::File, HostError> {
+        let path = path.as_ref();
+        std::fs::File::open(self.resolve(path)).map_err(|source| HostError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
     /// Reads host file `path` whole.
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>, HostError> {
         let path = path.as_ref();
@@ -97,7 +106,7 @@ impl HostView {
             path: path.to_owned(),
             source,
         };
-        let file = std::fs::File::open(self.resolve(path)).map_err(error)?;
+        let file = self.open(path)?;
         let mut buf = Vec::with_capacity(n);
         file.take(n as u64).read_to_end(&mut buf).map_err(error)?;
         Ok(buf)
@@ -224,13 +233,7 @@ fn unescape_mount_field(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[track_caller]
-    fn write(root: &Path, path: &str, contents: impl AsRef<[u8]>) {
-        let real = HostView::with_root(root).resolve(path);
-        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
-        std::fs::write(real, contents).unwrap();
-    }
+    use crate::fake_host::FakeHost;
 
     #[test]
     fn resolves_host_paths_under_the_root() {
@@ -247,26 +250,24 @@ mod tests {
 
     #[test]
     fn parses_mounts_with_escaped_spaces() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
+        let host = FakeHost::new();
+        host.write(
             "/proc/self/mounts",
             "bpf /sys/fs/bpf bpf rw,nosuid 0 0\n/dev/sda1 /mnt/my\\040disk ext4 rw 0 0\n",
         );
-        let mounts = HostView::with_root(dir.path()).mounts().unwrap();
+        let mounts = host.view().mounts().unwrap();
         assert_eq!(mounts[0].fstype, "bpf");
         assert_eq!(mounts[1].target, Path::new("/mnt/my disk"));
     }
 
     #[test]
     fn reads_effective_uid_and_capabilities() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
+        let host = FakeHost::new();
+        host.write(
             "/proc/self/status",
             "Name:\tkernelx\nUid:\t1000\t0\t0\t0\nCapEff:\t0000000000200000\n",
         );
-        let creds = HostView::with_root(dir.path()).credentials().unwrap();
+        let creds = host.view().credentials().unwrap();
         assert_eq!(creds.effective_uid, 0);
         assert!(creds.has_capability(21));
         assert!(!creds.has_capability(16));

@@ -3,3 +3,12 @@
 
 pub mod btf;
 pub mod host;
+pub mod identity;
+pub mod kallsyms;
+pub mod kcore;
+pub mod kprobes;
+pub mod patching;
+pub mod verify;
+
+#[cfg(test)]
+mod fake_host;

@@ -1,0 +1,407 @@
+//! Which kernel build is running, and whether it is the one a plan was built for.
+//!
+//! A plan's offsets and bytes belong to one build. The release (`uname -r`) names a kernel
+//! version and flavour; the GNU build-id (a hash the linker writes into the `NT_GNU_BUILD_ID`
+//! note) tells two builds of one release apart. The running kernel exposes its notes in
+//! `/sys/kernel/notes`, and a loaded module's in `/sys/module/<name>/notes/.note.gnu.build-id`.
+
+use std::path::PathBuf;
+
+use kernelx_plan::{HexBytes, KernelIdentity};
+use serde::Serialize;
+
+use crate::host::{HostError, HostView};
+
+/// The running kernel's ELF notes.
+pub const KERNEL_NOTES: &str = "/sys/kernel/notes";
+
+/// `NT_GNU_BUILD_ID`, in notes named `GNU`.
+const NT_GNU_BUILD_ID: u32 = 3;
+
+/// Why the running kernel's identity could not be read or does not fit a plan.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// A file could not be read.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A notes file is not a sequence of ELF notes.
+    #[error("{}: not a sequence of ELF notes: {reason}", path.display())]
+    Notes {
+        /// The notes file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The releases differ.
+    #[error(
+        "the plan is for kernel {plan}, but the running kernel is {live}: build a plan for \
+         this kernel (`kernelx build`) or boot {plan}"
+    )]
+    ReleaseMismatch {
+        /// The plan's release.
+        plan: String,
+        /// The running kernel's.
+        live: String,
+    },
+    /// Same release, another build.
+    #[error(
+        "the plan is for {release} with build-id {plan}, but the running {release} has \
+         build-id {live}: it is another build of that release; build a plan against the \
+         running kernel's vmlinux"
+    )]
+    BuildIdMismatch {
+        /// The release (equal on both sides).
+        release: String,
+        /// The plan's build-id.
+        plan: HexBytes,
+        /// The running kernel's.
+        live: HexBytes,
+    },
+    /// The plan names a build-id, the running kernel shows none.
+    #[error(
+        "the plan is for the build with build-id {plan}, but {} holds no GNU build-id note, \
+         so KernelX cannot tell whether the running kernel is that build",
+        path.display()
+    )]
+    NoLiveBuildId {
+        /// Where the running kernel's build-id should be.
+        path: PathBuf,
+        /// The plan's build-id.
+        plan: HexBytes,
+    },
+    /// The module the plan is for is not loaded.
+    #[error(
+        "the plan is for module {module}, which is not loaded (no /sys/module/{module}): load it first"
+    )]
+    ModuleNotLoaded {
+        /// The module's name.
+        module: String,
+    },
+    /// The loaded module is another build.
+    #[error(
+        "the plan is for module {module} with build-id {plan}, but the loaded {module} has \
+         build-id {live}: build a plan against the loaded module"
+    )]
+    ModuleBuildIdMismatch {
+        /// The module's name.
+        module: String,
+        /// The plan's build-id.
+        plan: HexBytes,
+        /// The loaded module's.
+        live: HexBytes,
+    },
+}
+
+/// The running kernel's identity, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveIdentity {
+    /// `uname -r`.
+    pub release: String,
+    /// The GNU build-id from `/sys/kernel/notes`, `None` when the kernel has none.
+    pub build_id: Option<HexBytes>,
+}
+
+impl LiveIdentity {
+    /// Reads the running kernel's release and build-id.
+    pub fn read(host: &HostView) -> Result<LiveIdentity, IdentityError> {
+        let release = host.kernel_release()?;
+        let build_id = match host.read(KERNEL_NOTES) {
+            Ok(notes) => gnu_build_id(&notes).map_err(|reason| IdentityError::Notes {
+                path: KERNEL_NOTES.into(),
+                reason,
+            })?,
+            // Without CONFIG_SYSFS or on an old kernel there is no notes file at all.
+            Err(HostError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(LiveIdentity { release, build_id })
+    }
+}
+
+/// A module a plan's sites are in, as the caller expects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleTarget<'a> {
+    /// The module's name, as in `/proc/modules` and kallsyms' `[name]`.
+    pub name: &'a str,
+    /// The module's GNU build-id, when the plan knows it.
+    pub build_id: Option<&'a HexBytes>,
+}
+
+/// The identity checks a plan passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct VerifiedIdentity {
+    /// The running kernel.
+    pub live: LiveIdentity,
+    /// Whether the build-ids were compared (`false`: the plan names none, so only the release
+    /// and the code at every site vouch for the build).
+    pub build_id_compared: bool,
+    /// The module the sites are in, when there is one.
+    pub module: Option<VerifiedModule>,
+}
+
+/// A loaded module that passed the identity check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct VerifiedModule {
+    /// Its name.
+    pub name: String,
+    /// Its build-id, `None` when it has no build-id note.
+    pub build_id: Option<HexBytes>,
+    /// Whether the build-ids were compared.
+    pub build_id_compared: bool,
+}
+
+/// Checks that the running kernel (and the module, if any) is the build `expected` names.
+pub fn verify_identity(
+    host: &HostView,
+    expected: &KernelIdentity,
+    live: &LiveIdentity,
+    module: Option<ModuleTarget<'_>>,
+) -> Result<VerifiedIdentity, IdentityError> {
+    if expected.release != live.release {
+        return Err(IdentityError::ReleaseMismatch {
+            plan: expected.release.clone(),
+            live: live.release.clone(),
+        });
+    }
+    let build_id_compared = match (&expected.build_id, &live.build_id) {
+        (None, _) => false,
+        (Some(plan), Some(running)) if plan == running => true,
+        (Some(plan), Some(running)) => {
+            return Err(IdentityError::BuildIdMismatch {
+                release: live.release.clone(),
+                plan: plan.clone(),
+                live: running.clone(),
+            });
+        }
+        (Some(plan), None) => {
+            return Err(IdentityError::NoLiveBuildId {
+                path: KERNEL_NOTES.into(),
+                plan: plan.clone(),
+            });
+        }
+    };
+    let module = module.map(|m| verify_module(host, m)).transpose()?;
+    Ok(VerifiedIdentity {
+        live: live.clone(),
+        build_id_compared,
+        module,
+    })
+}
+
+fn verify_module(
+    host: &HostView,
+    target: ModuleTarget<'_>,
+) -> Result<VerifiedModule, IdentityError> {
+    let module = target.name;
+    if !host.exists(format!("/sys/module/{module}")) {
+        return Err(IdentityError::ModuleNotLoaded {
+            module: module.to_owned(),
+        });
+    }
+    let path = PathBuf::from(format!("/sys/module/{module}/notes/.note.gnu.build-id"));
+    let live = match host.read(&path) {
+        Ok(notes) => gnu_build_id(&notes).map_err(|reason| IdentityError::Notes {
+            path: path.clone(),
+            reason,
+        })?,
+        Err(HostError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let build_id_compared = match (target.build_id, &live) {
+        (None, _) => false,
+        (Some(plan), Some(running)) if plan == running => true,
+        (Some(plan), Some(running)) => {
+            return Err(IdentityError::ModuleBuildIdMismatch {
+                module: module.to_owned(),
+                plan: plan.clone(),
+                live: running.clone(),
+            });
+        }
+        (Some(plan), None) => {
+            return Err(IdentityError::NoLiveBuildId {
+                path,
+                plan: plan.clone(),
+            });
+        }
+    };
+    Ok(VerifiedModule {
+        name: module.to_owned(),
+        build_id: live,
+        build_id_compared,
+    })
+}
+
+/// The desc of the first `GNU` note of type `NT_GNU_BUILD_ID` in a sequence of ELF notes
+/// (each: namesz, descsz, type as native-endian u32, then name and desc padded to 4 bytes).
+pub fn gnu_build_id(notes: &[u8]) -> Result<Option<HexBytes>, &'static str> {
+    let mut rest = notes;
+    while !rest.is_empty() {
+        let word = |at: usize| -> Result<usize, &'static str> {
+            let bytes = rest.get(at..at + 4).ok_or("a note header is cut short")?;
+            Ok(u32::from_ne_bytes(bytes.try_into().expect("4 bytes")) as usize)
+        };
+        let (namesz, descsz, kind) = (word(0)?, word(4)?, word(8)?);
+        let name_end = 12 + namesz;
+        let desc_start = name_end.next_multiple_of(4);
+        let desc_end = desc_start + descsz;
+        let (name, desc) = match (rest.get(12..name_end), rest.get(desc_start..desc_end)) {
+            (Some(name), Some(desc)) => (name, desc),
+            _ => return Err("a note's name or desc runs past the end"),
+        };
+        if name == b"GNU\0" && kind == NT_GNU_BUILD_ID as usize {
+            return Ok(Some(HexBytes::from(desc)));
+        }
+        rest = rest.get(desc_end.next_multiple_of(4)..).unwrap_or_default();
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_host::{FakeHost, note};
+
+    const RELEASE: &str = "6.12.117+deb12-cloud-amd64";
+    const BUILD_ID: [u8; 20] = [
+        0x7f, 0x76, 0xf3, 0x9f, 0xaf, 0x07, 0xf3, 0x4c, 0xfa, 0x9f, 0xad, 0xd8, 0x01, 0xe1, 0x31,
+        0xbf, 0xa8, 0xcb, 0x6d, 0xc3,
+    ];
+
+    fn expected(release: &str, build_id: Option<&[u8]>) -> KernelIdentity {
+        KernelIdentity {
+            release: release.into(),
+            build_id: build_id.map(HexBytes::from),
+        }
+    }
+
+    #[track_caller]
+    fn check(
+        host: &FakeHost,
+        plan: &KernelIdentity,
+        module: Option<ModuleTarget<'_>>,
+    ) -> Result<VerifiedIdentity, IdentityError> {
+        let view = host.view();
+        let live = LiveIdentity::read(&view).unwrap();
+        verify_identity(&view, plan, &live, module)
+    }
+
+    #[test]
+    fn finds_the_build_id_among_other_notes() {
+        let host = FakeHost::new();
+        host.kernel(RELEASE, &BUILD_ID);
+        let live = LiveIdentity::read(&host.view()).unwrap();
+        assert_eq!(live.release, RELEASE);
+        assert_eq!(
+            live.build_id.unwrap().to_string(),
+            "7f76f39faf07f34cfa9fadd801e131bfa8cb6dc3"
+        );
+    }
+
+    #[test]
+    fn accepts_the_same_release_and_build_id() {
+        let host = FakeHost::new();
+        host.kernel(RELEASE, &BUILD_ID);
+        let verified = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap();
+        assert!(verified.build_id_compared);
+        let unknown = check(&host, &expected(RELEASE, None), None).unwrap();
+        assert!(!unknown.build_id_compared);
+    }
+
+    #[test]
+    fn names_both_builds_when_they_differ() {
+        let host = FakeHost::new();
+        let mut other = BUILD_ID;
+        other[19] ^= 1;
+        host.kernel(RELEASE, &other);
+        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, IdentityError::BuildIdMismatch { .. }),
+            "{err:?}"
+        );
+        assert!(
+            message.contains("7f76f39faf07f34cfa9fadd801e131bfa8cb6dc3"),
+            "{message}"
+        );
+        assert!(
+            message.contains("7f76f39faf07f34cfa9fadd801e131bfa8cb6dc2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn names_both_releases_when_they_differ() {
+        let host = FakeHost::new();
+        host.kernel("6.1.0-28-cloud-amd64", &BUILD_ID);
+        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(RELEASE) && message.contains("6.1.0-28"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_plan_build_id_the_kernel_cannot_confirm() {
+        let host = FakeHost::new();
+        host.kernel(RELEASE, &BUILD_ID);
+        host.write(KERNEL_NOTES, note(b"Linux\0", 0x101, &[6, 0, 0, 0]));
+        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::NoLiveBuildId { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_notes() {
+        let mut notes = note(b"GNU\0", 3, &BUILD_ID);
+        notes.truncate(30);
+        assert!(gnu_build_id(&notes).is_err());
+        assert!(gnu_build_id(&notes[..7]).is_err());
+        assert_eq!(gnu_build_id(&[]), Ok(None));
+    }
+
+    #[test]
+    fn checks_a_module_by_name_and_build_id() {
+        let host = FakeHost::new();
+        host.kernel(RELEASE, &BUILD_ID);
+        let module_id = [0xab; 20];
+        host.write(
+            "/sys/module/kx_target/notes/.note.gnu.build-id",
+            note(b"GNU\0", 3, &module_id),
+        );
+        let plan = expected(RELEASE, Some(&BUILD_ID));
+        let expected_id = HexBytes::from(&module_id[..]);
+        let target = |name, build_id| ModuleTarget { name, build_id };
+        let verified = check(&host, &plan, Some(target("kx_target", Some(&expected_id))))
+            .unwrap()
+            .module
+            .unwrap();
+        assert!(verified.build_id_compared);
+        assert_eq!(verified.name, "kx_target");
+
+        let other = HexBytes::from(&[0xcd; 20][..]);
+        let err = check(&host, &plan, Some(target("kx_target", Some(&other)))).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::ModuleBuildIdMismatch { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&"ab".repeat(20)), "{err}");
+
+        let err = check(&host, &plan, Some(target("absent", None))).unwrap_err();
+        assert!(
+            err.to_string().contains("absent, which is not loaded"),
+            "{err}"
+        );
+    }
+}
