@@ -268,25 +268,25 @@ impl fmt::Display for SiteProblem {
     }
 }
 
-/// The running kernel as the verifier reads it: identity, symbols, memory, kprobes.
+/// The running kernel as the verifier reads it: identity, symbols and memory. Open it once
+/// and verify any number of tunables; the registered kprobes, which change, are read by each
+/// [`verify`].
 #[derive(Debug)]
 pub struct LiveKernel {
     host: HostView,
     identity: LiveIdentity,
     kallsyms: Kallsyms,
     kcore: Kcore,
-    kprobes: Option<Kprobes>,
 }
 
 impl LiveKernel {
-    /// Reads the host's kernel identity, `/proc/kallsyms`, the headers of `/proc/kcore` and,
-    /// when debugfs shows it, the list of registered kprobes. Needs root.
+    /// Reads the host's kernel identity, `/proc/kallsyms` and the headers of `/proc/kcore`.
+    /// Needs root. (A module loaded later is not in this symbol table: open it again.)
     pub fn open(host: HostView) -> Result<LiveKernel, VerifyError> {
         Ok(LiveKernel {
             identity: LiveIdentity::read(&host)?,
             kallsyms: Kallsyms::read(&host)?,
             kcore: Kcore::open(&host)?,
-            kprobes: Kprobes::read(&host)?,
             host,
         })
     }
@@ -310,16 +310,24 @@ impl LiveKernel {
     pub fn kcore(&self) -> &Kcore {
         &self.kcore
     }
+}
 
-    /// The registered kprobes, `None` when debugfs does not list them.
-    pub fn kprobes(&self) -> Option<&Kprobes> {
-        self.kprobes.as_ref()
-    }
+/// The live kernel and the kprobes registered when a verification started.
+struct Snapshot<'a> {
+    kernel: &'a LiveKernel,
+    /// `None` when debugfs does not list them.
+    kprobes: Option<Kprobes>,
+}
 
+impl Snapshot<'_> {
     /// Who holds a kprobe at an address in `start..end`, when one does.
     fn kprobe_holder(&self, start: u64, end: u64) -> Option<String> {
         let probe = self.kprobes.as_ref()?.within(start..end).next()?;
         Some(probe.holder())
+    }
+
+    fn read(&self, address: u64, len: usize) -> Result<Vec<u8>, KcoreError> {
+        self.kernel.kcore.read(address, len)
     }
 }
 
@@ -384,10 +392,16 @@ pub fn verify<'p>(
             name: name.to_owned(),
         })?;
     let module = module.map(|m| m.name);
+    let live = Snapshot {
+        kernel: live,
+        kprobes: Kprobes::read(&live.host)?,
+    };
+    let live = &live;
     let mut problems = Vec::new();
     let mut resolved = Vec::new();
     for group in function_groups(&tunable.sites) {
         let candidates: Vec<&KernelSymbol> = live
+            .kernel
             .kallsyms
             .functions(&group[0].function, module)
             .collect();
@@ -462,7 +476,7 @@ fn function_groups(sites: &[Site]) -> Vec<Vec<&Site>> {
 
 /// The one candidate whose code matches every site of `group`.
 fn resolve<'k>(
-    live: &LiveKernel,
+    live: &Snapshot<'_>,
     group: &[&Site],
     candidates: &[&'k KernelSymbol],
     module: Option<&str>,
@@ -508,11 +522,11 @@ fn resolve<'k>(
 }
 
 /// Reads candidate `function`'s live bytes at `site`'s seed and compares them with the plan's.
-fn read_seed(live: &LiveKernel, function: &KernelSymbol, site: &Site) -> FoundCode {
+fn read_seed(live: &Snapshot<'_>, function: &KernelSymbol, site: &Site) -> FoundCode {
     let address = function.address + u64::from(site.offset);
     let len = usize::from(site.len);
     let kprobe = live.kprobe_holder(address, address + len as u64);
-    match live.kcore.read(address, len) {
+    match live.read(address, len) {
         Ok(bytes) => {
             let matches = site.matches(&bytes);
             FoundCode {
@@ -540,12 +554,12 @@ fn read_seed(live: &LiveKernel, function: &KernelSymbol, site: &Site) -> FoundCo
 /// The problems of a resolved site's seed and probes: the entry patch area, and probe
 /// addresses already probed.
 fn check_placement(
-    live: &LiveKernel,
+    live: &Snapshot<'_>,
     group: &[&Site],
     site: &Site,
     function: &KernelSymbol,
 ) -> Result<Vec<SiteProblem>, VerifyError> {
-    let head = live.kcore.read(function.address, ENTRY_HEAD_LEN)?;
+    let head = live.read(function.address, ENTRY_HEAD_LEN)?;
     let entry_end = entry_patch_area(&head).map_or(0, |area| area.end);
     let mut problems = Vec::new();
     let in_entry = |what: &'static str, offset: u32| {
@@ -573,7 +587,7 @@ fn check_placement(
         let holder = match live.kprobe_holder(address, address + 1) {
             Some(holder) => Some(holder),
             None => {
-                let live_byte = live.kcore.read(address, 1)?[0];
+                let live_byte = live.read(address, 1)?[0];
                 // An int3 never starts an instruction the analysis probes, unless a seed of
                 // this function says the code has one there.
                 (live_byte == INT3 && known_byte(group, offset) != Some(INT3)).then(|| {
