@@ -5,7 +5,7 @@
 //! note) tells two builds of one release apart. The running kernel exposes its notes in
 //! `/sys/kernel/notes`, and a loaded module's in `/sys/module/<name>/notes/.note.gnu.build-id`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kernelx_plan::{HexBytes, KernelIdentity};
 use serde::Serialize;
@@ -106,19 +106,7 @@ impl LiveIdentity {
     /// Reads the running kernel's release and build-id.
     pub fn read(host: &HostView) -> Result<LiveIdentity, IdentityError> {
         let release = host.kernel_release()?;
-        let build_id = match host.read(KERNEL_NOTES) {
-            Ok(notes) => gnu_build_id(&notes).map_err(|reason| IdentityError::Notes {
-                path: KERNEL_NOTES.into(),
-                reason,
-            })?,
-            // Without CONFIG_SYSFS or on an old kernel there is no notes file at all.
-            Err(HostError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let build_id = read_build_id(host, Path::new(KERNEL_NOTES))?;
         Ok(LiveIdentity { release, build_id })
     }
 }
@@ -170,23 +158,26 @@ pub fn verify_identity(
             live: live.release.clone(),
         });
     }
-    let build_id_compared = match (&expected.build_id, &live.build_id) {
-        (None, _) => false,
-        (Some(plan), Some(running)) if plan == running => true,
-        (Some(plan), Some(running)) => {
-            return Err(IdentityError::BuildIdMismatch {
-                release: live.release.clone(),
-                plan: plan.clone(),
-                live: running.clone(),
-            });
-        }
-        (Some(plan), None) => {
-            return Err(IdentityError::NoLiveBuildId {
-                path: KERNEL_NOTES.into(),
-                plan: plan.clone(),
-            });
-        }
-    };
+    let build_id_compared =
+        match BuildIdCheck::of(expected.build_id.as_ref(), live.build_id.as_ref()) {
+            BuildIdCheck::Compared(compared) => compared,
+            BuildIdCheck::Unconfirmed { plan } => {
+                return Err(IdentityError::NoLiveBuildId {
+                    path: KERNEL_NOTES.into(),
+                    plan,
+                });
+            }
+            BuildIdCheck::Differs {
+                plan,
+                live: running,
+            } => {
+                return Err(IdentityError::BuildIdMismatch {
+                    release: live.release.clone(),
+                    plan,
+                    live: running,
+                });
+            }
+        };
     let module = module.map(|m| verify_module(host, m)).transpose()?;
     Ok(VerifiedIdentity {
         live: live.clone(),
@@ -206,30 +197,17 @@ fn verify_module(
         });
     }
     let path = PathBuf::from(format!("/sys/module/{module}/notes/.note.gnu.build-id"));
-    let live = match host.read(&path) {
-        Ok(notes) => gnu_build_id(&notes).map_err(|reason| IdentityError::Notes {
-            path: path.clone(),
-            reason,
-        })?,
-        Err(HostError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            None
+    let live = read_build_id(host, &path)?;
+    let build_id_compared = match BuildIdCheck::of(target.build_id, live.as_ref()) {
+        BuildIdCheck::Compared(compared) => compared,
+        BuildIdCheck::Unconfirmed { plan } => {
+            return Err(IdentityError::NoLiveBuildId { path, plan });
         }
-        Err(e) => return Err(e.into()),
-    };
-    let build_id_compared = match (target.build_id, &live) {
-        (None, _) => false,
-        (Some(plan), Some(running)) if plan == running => true,
-        (Some(plan), Some(running)) => {
+        BuildIdCheck::Differs { plan, live } => {
             return Err(IdentityError::ModuleBuildIdMismatch {
                 module: module.to_owned(),
-                plan: plan.clone(),
-                live: running.clone(),
-            });
-        }
-        (Some(plan), None) => {
-            return Err(IdentityError::NoLiveBuildId {
-                path,
-                plan: plan.clone(),
+                plan,
+                live,
             });
         }
     };
@@ -238,6 +216,45 @@ fn verify_module(
         build_id: live,
         build_id_compared,
     })
+}
+
+/// A plan's build-id against the running one.
+enum BuildIdCheck {
+    /// They agree: `true` when compared, `false` when the plan names none.
+    Compared(bool),
+    /// They differ.
+    Differs { plan: HexBytes, live: HexBytes },
+    /// The plan names one, the kernel shows none.
+    Unconfirmed { plan: HexBytes },
+}
+
+impl BuildIdCheck {
+    fn of(plan: Option<&HexBytes>, live: Option<&HexBytes>) -> BuildIdCheck {
+        match (plan, live) {
+            (None, _) => BuildIdCheck::Compared(false),
+            (Some(plan), Some(live)) if plan == live => BuildIdCheck::Compared(true),
+            (Some(plan), Some(live)) => BuildIdCheck::Differs {
+                plan: plan.clone(),
+                live: live.clone(),
+            },
+            (Some(plan), None) => BuildIdCheck::Unconfirmed { plan: plan.clone() },
+        }
+    }
+}
+
+/// The GNU build-id in notes file `path`, `None` when the file or the note does not exist.
+fn read_build_id(host: &HostView, path: &Path) -> Result<Option<HexBytes>, IdentityError> {
+    match host.read(path) {
+        Ok(notes) => gnu_build_id(&notes).map_err(|reason| IdentityError::Notes {
+            path: path.to_owned(),
+            reason,
+        }),
+        // Without CONFIG_SYSFS, or for a module without notes, there is no file at all.
+        Err(HostError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The desc of the first `GNU` note of type `NT_GNU_BUILD_ID` in a sequence of ELF notes

@@ -392,27 +392,25 @@ pub fn verify<'p>(
             name: name.to_owned(),
         })?;
     let module = module.map(|m| m.name);
-    let live = Snapshot {
+    let snapshot = Snapshot {
         kernel: live,
         kprobes: Kprobes::read(&live.host)?,
     };
-    let live = &live;
     let mut problems = Vec::new();
     let mut resolved = Vec::new();
     for group in function_groups(&tunable.sites) {
         let candidates: Vec<&KernelSymbol> = live
-            .kernel
             .kallsyms
             .functions(&group[0].function, module)
             .collect();
-        match resolve(live, &group, &candidates, module) {
+        match resolve(&snapshot, &group, &candidates, module) {
             Ok(symbol) => resolved.push((group, symbol, candidates.len())),
             Err(mut found) => {
                 problems.append(&mut found);
                 // With one candidate the function is known: report its probes' problems too.
                 if let [symbol] = candidates[..] {
                     for site in &group {
-                        problems.extend(check_placement(live, &group, site, symbol)?);
+                        problems.extend(check_placement(&snapshot, &group, site, symbol)?);
                     }
                 }
             }
@@ -421,7 +419,7 @@ pub fn verify<'p>(
     let mut sites = Vec::new();
     for (group, symbol, candidates) in &resolved {
         for site in group {
-            problems.extend(check_placement(live, group, site, symbol)?);
+            problems.extend(check_placement(&snapshot, group, site, symbol)?);
             let at = |offset: u32| symbol.address + u64::from(offset);
             sites.push(VerifiedSite {
                 site,
@@ -457,7 +455,7 @@ pub fn verify<'p>(
         tunable,
         identity,
         sites,
-        kprobe_list_checked: live.kprobes.is_some(),
+        kprobe_list_checked: snapshot.kprobes.is_some(),
     })
 }
 
