@@ -70,6 +70,12 @@ pub enum IdentityError {
         /// The plan's build-id.
         plan: HexBytes,
     },
+    /// The module name is not one the kernel could have.
+    #[error("`{module}` is not a module name (letters, digits, `_` and `-` only)")]
+    BadModuleName {
+        /// The name given.
+        module: String,
+    },
     /// The module the plan is for is not loaded.
     #[error(
         "the plan is for module {module}, which is not loaded (no /sys/module/{module}): load it first"
@@ -191,6 +197,13 @@ fn verify_module(
     target: ModuleTarget<'_>,
 ) -> Result<VerifiedModule, IdentityError> {
     let module = target.name;
+    // The name becomes a path under /sys/module.
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if module.is_empty() || !module.chars().all(valid) {
+        return Err(IdentityError::BadModuleName {
+            module: module.to_owned(),
+        });
+    }
     if !host.exists(format!("/sys/module/{module}")) {
         return Err(IdentityError::ModuleNotLoaded {
             module: module.to_owned(),
