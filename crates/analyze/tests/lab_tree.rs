@@ -10,7 +10,9 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use kernelx_analyze::{AnalyzeError, AnalyzeOptions, analyze, kernel_identity, render_report};
-use kernelx_kbuild::{BuiltUnits, Cache, KernelTree, NoProgress, Toolchain, VariantOptions};
+use kernelx_kbuild::{
+    BuiltUnits, Cache, KernelTree, NoProgress, Toolchain, VariantOptions, discover,
+};
 use kernelx_plan::{Plan, SynthesisKind, TunablePlan, UncoveredKind};
 use kernelx_spec::{EnvOverrides, Tunable};
 use kernelx_x86::KernelProbeConfig;
@@ -394,7 +396,8 @@ fn lab_tree_max_softirq_restart() {
 
 /// BLK_MAX_REQUEST_COUNT by its macro name (block/blk.h: `#define BLK_MAX_REQUEST_COUNT 32`).
 /// About 36 units of block/ include blk.h, but only block/blk-core.c and block/blk-mq.c use
-/// the macro (grep), so only their preprocessed text changes: kbuild builds those two.
+/// the macro (grep; no header uses it), so only their preprocessed text changes: discovery
+/// finds exactly those two and kbuild builds them.
 ///
 /// KernelX first picks 64 and 16. With 64, gcc changes an instruction's form in
 /// `blk_add_rq_to_plug`: `add $0x40,%eax` (V1) becomes `sub $0xff80,%ax` (0x80 does not fit
@@ -425,6 +428,20 @@ fn lab_tree_max_softirq_restart() {
 fn lab_tree_blk_max_request_count() {
     let lab = lab();
     let tunable = Tunable::from_macro_name("BLK_MAX_REQUEST_COUNT").expect("a macro name");
+    let discovery = discover(&lab.tree, &tunable, &lab.options.variants, &NoProgress)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = discovery.report();
+    let both = [
+        PathBuf::from("block/blk-core.c"),
+        PathBuf::from("block/blk-mq.c"),
+    ];
+    // blk.h only defines the macro: the units that include it without using it are no
+    // candidates, and both users' preprocessed text changes.
+    assert_eq!(
+        (&report.mentions, &report.candidates, &report.affected),
+        (&both.to_vec(), &both.to_vec(), &both.to_vec()),
+        "{report}"
+    );
     let plan = run(&lab, &tunable).unwrap_or_else(|e| panic!("{e}"));
     eprint!("{}", render_report(&plan));
     assert_eq!(plan.source.values(), [32, 48, 16]);

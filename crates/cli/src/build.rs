@@ -127,6 +127,13 @@ pub fn check_spec(args: &BuildArgs, err: &mut impl Write) -> anyhow::Result<Pars
     for tunable in selected(args, &parsed) {
         writeln!(err, "  {}", describe(tunable))?;
     }
+    for unit in &args.exclude_units {
+        writeln!(
+            err,
+            "  excluding {}: it keeps the compiled value",
+            unit.display()
+        )?;
+    }
     Ok(parsed)
 }
 

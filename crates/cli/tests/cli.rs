@@ -469,6 +469,10 @@ fn lab_tree_build_exclude_unit() {
     let output = build(&["--exclude-unit", "kernel/trace/trace.c"]);
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("  excluding kernel/trace/trace.c: it keeps the compiled value\n"),
+        "{err}"
+    );
     let report = stdout(&output);
     assert!(
         report.starts_with("PIPE_DEF_BUFFERS: 5 site(s) in include/linux/pipe_fs_i.h"),
