@@ -191,3 +191,39 @@ impl std::fmt::Display for UncoveredCode {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(tunable_units: &[&str], dropped: Vec<[i64; 3]>) -> String {
+        UncoveredCode {
+            tunable: "T".to_owned(),
+            effects: vec!["a.c: f+0x1 (.text): frame_layout: frame".to_owned()],
+            values: [16, 32, 8],
+            dropped,
+            units: vec!["a.c".to_owned()],
+            tunable_units: tunable_units.iter().map(|u| (*u).to_owned()).collect(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn the_refusal_suggests_excluding_the_units_at_fault() {
+        assert_eq!(
+            refusal(&["b.c", "c.c"], vec![]),
+            "T changes code that KernelX cannot patch at run time (built with [16, 32, 8]), so it \
+             has no plan:\n  a.c: f+0x1 (.text): frame_layout: frame\nhint: to tune T in b.c, \
+             c.c only, build with `--exclude-unit a.c`: an excluded unit is still built and \
+             diffed but keeps the compiled value (16), and the plan lists what it leaves \
+             untuned there"
+        );
+        // Nothing would be left to tune: no hint.
+        let alone = refusal(&[], vec![[16, 64, 8]]);
+        assert!(!alone.contains("hint"), "{alone}");
+        assert!(
+            alone.ends_with("\nKernelX picked [16, 64, 8] first; they changed code too"),
+            "{alone}"
+        );
+    }
+}

@@ -98,7 +98,7 @@ pub fn analyze(
             return Err(diffed.uncovered_code(tunable, set.values, dropped));
         };
         warnings.push(format!(
-            "{}: the probe values {:?} KernelX picked first were dropped: they change code SIE \
+            "{}: the probe values {:?} KernelX picked were dropped: they change code SIE \
              cannot patch ({}); built with {values:?} instead ({how})",
             tunable.name,
             set.values,
@@ -625,6 +625,69 @@ pub fn plan_source(tunable: &Tunable, change: &ChangeSummary) -> TunableSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn effect(unit: &str, what: &str, builds: &[usize], form: bool) -> CodeEffect {
+        CodeEffect {
+            unit: unit.to_owned(),
+            what: what.to_owned(),
+            builds: builds.to_vec(),
+            form,
+        }
+    }
+
+    #[test]
+    fn an_excluded_unit_is_one_effect_that_says_what_it_keeps() {
+        let code = [
+            effect("t.c", "f+0x23 (.text): frame_layout: frame", &[1, 2], false),
+            effect("t.c", "g (.text) exists only in builds [0, 1]", &[2], true),
+        ];
+        let e = excluded_unit("t.c", 16, &[], &code);
+        assert_eq!(
+            (
+                e.kind,
+                e.unit.as_str(),
+                e.symbol.as_str(),
+                e.offset,
+                e.builds
+            ),
+            (UncoveredKind::ExcludedUnit, "t.c", "", None, vec![1, 2])
+        );
+        assert_eq!(
+            e.detail,
+            "excluded from the tunable: t.c keeps the compiled value 16 whatever the tunable is \
+             set to; the constant reaches 0 site(s) there and changes code SIE cannot patch in 2 \
+             place(s): f+0x23 (.text): frame_layout: frame; g (.text) exists only in builds [0, 1]"
+        );
+        let quiet = excluded_unit("t.c", 16, &[], &[]);
+        assert!(
+            quiet
+                .detail
+                .ends_with("reaches 0 site(s) there and changes no code SIE cannot patch")
+        );
+        assert!(quiet.builds.is_empty());
+    }
+
+    #[test]
+    fn failed_builds_follow_the_effects() {
+        let diffed = |code_effects| Diffed {
+            units: Vec::new(),
+            uncovered: Vec::new(),
+            warnings: Vec::new(),
+            code_effects,
+        };
+        assert_eq!(
+            diffed(vec![effect("a.c", "x", &[1], true)]).failed_builds(),
+            [true, false]
+        );
+        assert_eq!(
+            diffed(vec![
+                effect("a.c", "x", &[2], true),
+                effect("b.c", "y", &[1, 2], true)
+            ])
+            .failed_builds(),
+            [true, true]
+        );
+    }
 
     fn example_sites() -> Vec<Site> {
         let path = concat!(

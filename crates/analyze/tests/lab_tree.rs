@@ -487,7 +487,7 @@ fn lab_tree_blk_max_request_count() {
         panic!("one warning expected: {:?}", plan.warnings);
     };
     for needle in [
-        "the probe values [32, 64, 16] KernelX picked first were dropped",
+        "the probe values [32, 64, 16] KernelX picked were dropped",
         "block/blk-mq.c: blk_add_rq_to_plug+0x2b (.text): instructions_changed",
         "V2 +0x2b..+0x2f: sub $0xff80,%ax",
         "built with [32, 48, 16] instead (V2 = V1 + |V1|/2 = 48",
