@@ -45,7 +45,8 @@ pub enum Command {
 Builds the kernel objects that use the constant with two probe values, diffs their machine code
 per function, and writes a plan: every site, its synthesis, the valid range of values, the safe
 spans, and the effects a plan cannot cover (e.g. initial values in .data). The tree is never
-modified.
+modified. Unless the spec gives `values`, KernelX picks the probe values, and picks values closer
+to the default when its first ones only make the compiler choose other instruction forms.
 
 When the constant changes code no probe can patch in some unit (e.g. it sizes an on-stack array
 there), the build fails naming it. --exclude-unit UNIT then tunes the constant in the other
@@ -221,7 +222,7 @@ pub struct BuildArgs {
     /// Leave this translation unit (relative to the kernel tree, e.g. kernel/trace/trace.c) at
     /// the compiled value and tune the constant in the others (repeatable). The unit is still
     /// built and diffed; the plan lists what stays untuned there as `excluded_unit`. It must be
-    /// a unit the constant reaches.
+    /// a unit the constant of every selected tunable reaches.
     #[arg(long = "exclude-unit", value_name = "UNIT")]
     pub exclude_units: Vec<PathBuf>,
     /// Print the plan (format: crates/plan/src/format.rs) instead of the report.
