@@ -17,11 +17,26 @@ pub fn is_code_effect(kind: UncoveredKind, section: &str) -> bool {
         | UncoveredKind::ReferenceTarget
         | UncoveredKind::FrameLayout
         | UncoveredKind::UnattributedCode => true,
-        UncoveredKind::DataValue | UncoveredKind::DataSize | UncoveredKind::DataReference => false,
+        // An excluded unit is the user's decision, recorded in the plan; it fails nothing.
+        UncoveredKind::DataValue
+        | UncoveredKind::DataSize
+        | UncoveredKind::DataReference
+        | UncoveredKind::ExcludedUnit => false,
         // Merged constants (`.rodata.cst16`, ...) are what instructions load as operands;
         // strings and other unnamed bytes are data.
         UncoveredKind::SectionData => section.starts_with(".rodata.cst"),
     }
+}
+
+/// Whether a code effect is the compiler choosing another form for the same code (an
+/// immediate that no longer fits a byte, a multiplication that is no longer a shift, blocks
+/// laid out elsewhere), which other probe values may avoid; a stack frame sized by the value
+/// or a constant pool changes whatever the values are.
+pub fn is_form_effect(kind: UncoveredKind) -> bool {
+    matches!(
+        kind,
+        UncoveredKind::InstructionsChanged | UncoveredKind::BranchTarget
+    )
 }
 
 /// The plan's record of an effect in `unit`.
@@ -38,13 +53,13 @@ pub fn plan_effect(unit: &str, e: &UncoveredEffect) -> kernelx_plan::UncoveredEf
     }
 }
 
-/// One line naming an effect: `unit: symbol+0xoff (section): kind: detail`.
-pub fn describe(unit: &str, e: &UncoveredEffect) -> String {
+/// One line naming an effect within its unit: `symbol+0xoff (section): kind: detail`.
+pub fn describe_in_unit(e: &UncoveredEffect) -> String {
     let at = match e.offset {
         Some(off) => format!("{}+{off:#x}", e.symbol),
         None => e.symbol.clone(),
     };
-    format!("{unit}: {at} ({}): {}: {}", e.section, e.kind, e.detail)
+    format!("{at} ({}): {}: {}", e.section, e.kind, e.detail)
 }
 
 #[cfg(test)]
@@ -69,11 +84,27 @@ mod tests {
         ] {
             assert!(!is_code_effect(kind, ".data"), "{kind}");
         }
+        assert!(!is_code_effect(UncoveredKind::ExcludedUnit, ""));
         assert!(is_code_effect(UncoveredKind::SectionData, ".rodata.cst16"));
         assert!(!is_code_effect(
             UncoveredKind::SectionData,
             ".rodata.str1.1"
         ));
+    }
+
+    #[test]
+    fn only_form_changes_are_worth_other_values() {
+        let retried: Vec<UncoveredKind> = UncoveredKind::ALL
+            .into_iter()
+            .filter(|&k| is_form_effect(k))
+            .collect();
+        assert_eq!(
+            retried,
+            [
+                UncoveredKind::InstructionsChanged,
+                UncoveredKind::BranchTarget
+            ]
+        );
     }
 
     #[test]
@@ -93,9 +124,8 @@ mod tests {
             (UncoveredKind::FrameLayout, "kernel/trace/trace.c")
         );
         assert_eq!(
-            describe("kernel/trace/trace.c", &e),
-            "kernel/trace/trace.c: tracing_splice_read_pipe+0x1d (.text): frame_layout: \
-             sub $0x1b0,%rsp: frame size"
+            describe_in_unit(&e),
+            "tracing_splice_read_pipe+0x1d (.text): frame_layout: sub $0x1b0,%rsp: frame size"
         );
     }
 }

@@ -63,13 +63,20 @@ pub enum AnalyzeError {
         source: Box<kernelx_x86::symex::SymexError>,
     },
     /// The constant changes code in a way no site-local update can express.
-    #[error("{tunable} changes code that KernelX cannot patch at run time, so it has no plan:\n{}",
-        .effects.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
-    UncoveredCode {
+    #[error("{0}")]
+    UncoveredCode(Box<UncoveredCode>),
+    /// A unit to exclude is not one the constant reaches.
+    #[error(
+        "{tunable}: cannot exclude {unit}: the constant does not reach it; it reaches {}",
+        .reached.join(", ")
+    )]
+    ExcludedUnitNotReached {
         /// The tunable.
         tunable: String,
-        /// Every code effect, one line each (`unit: function+0xoff: kind: detail`).
-        effects: Vec<String>,
+        /// The unit given.
+        unit: String,
+        /// The units whose preprocessed text the constant changes, relative to the tree.
+        reached: Vec<String>,
     },
     /// A seed's function could not be found or decoded consistently in some build.
     #[error("{unit}: {function}+{offset:#x}: {detail}")]
@@ -124,4 +131,99 @@ pub enum AnalyzeError {
         #[source]
         source: kernelx_plan::PlanError,
     },
+}
+
+/// What [`AnalyzeError::UncoveredCode`] reports (boxed there: it is large, and this path is
+/// cold). Its text lists the effects, the values they were found with, and how to tune the
+/// constant in the other units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncoveredCode {
+    /// The tunable.
+    pub tunable: String,
+    /// Every code effect, one line each (`unit: function+0xoff: kind: detail`).
+    pub effects: Vec<String>,
+    /// The values of the builds the effects were found in.
+    pub values: [i64; 3],
+    /// Probe values KernelX picked before and dropped, because they changed code too.
+    pub dropped: Vec<[i64; 3]>,
+    /// The units with code effects.
+    pub units: Vec<String>,
+    /// The other units the constant reaches (not excluded, no code effects).
+    pub tunable_units: Vec<String>,
+}
+
+impl std::fmt::Display for UncoveredCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tunable = &self.tunable;
+        write!(
+            f,
+            "{tunable} changes code that KernelX cannot patch at run time (built with {:?}), so \
+             it has no plan:",
+            self.values
+        )?;
+        for e in &self.effects {
+            write!(f, "\n  {e}")?;
+        }
+        if !self.dropped.is_empty() {
+            let pairs: Vec<String> = self.dropped.iter().map(|v| format!("{v:?}")).collect();
+            write!(
+                f,
+                "\nKernelX picked {} first; they changed code too",
+                pairs.join(", then ")
+            )?;
+        }
+        if !self.tunable_units.is_empty() {
+            let flags: Vec<String> = self
+                .units
+                .iter()
+                .map(|u| format!("--exclude-unit {u}"))
+                .collect();
+            write!(
+                f,
+                "\nhint: to tune {tunable} in {} only, build with `{}`: an excluded unit is still \
+                 built and diffed but keeps the compiled value ({}), and the plan lists what it \
+                 leaves untuned there",
+                self.tunable_units.join(", "),
+                flags.join(" "),
+                self.values[0]
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(tunable_units: &[&str], dropped: Vec<[i64; 3]>) -> String {
+        UncoveredCode {
+            tunable: "T".to_owned(),
+            effects: vec!["a.c: f+0x1 (.text): frame_layout: frame".to_owned()],
+            values: [16, 32, 8],
+            dropped,
+            units: vec!["a.c".to_owned()],
+            tunable_units: tunable_units.iter().map(|u| (*u).to_owned()).collect(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn the_refusal_suggests_excluding_the_units_at_fault() {
+        assert_eq!(
+            refusal(&["b.c", "c.c"], vec![]),
+            "T changes code that KernelX cannot patch at run time (built with [16, 32, 8]), so it \
+             has no plan:\n  a.c: f+0x1 (.text): frame_layout: frame\nhint: to tune T in b.c, \
+             c.c only, build with `--exclude-unit a.c`: an excluded unit is still built and \
+             diffed but keeps the compiled value (16), and the plan lists what it leaves \
+             untuned there"
+        );
+        // Nothing would be left to tune: no hint.
+        let alone = refusal(&[], vec![[16, 64, 8]]);
+        assert!(!alone.contains("hint"), "{alone}");
+        assert!(
+            alone.ends_with("\nKernelX picked [16, 64, 8] first; they changed code too"),
+            "{alone}"
+        );
+    }
 }

@@ -11,9 +11,9 @@ mod seeds;
 mod spans;
 
 pub use classify::is_code_effect;
-pub use error::AnalyzeError;
+pub use error::{AnalyzeError, UncoveredCode};
 pub use identity::{default_vmlinux, kernel_identity, read_build_id};
-pub use pipeline::{AnalyzeOptions, analyze, plan_source, tunable_range};
+pub use pipeline::{AnalyzeOptions, VALUE_RETRIES, analyze, plan_source, tunable_range};
 pub use probes::{Probes, place_probes};
 pub use report::{probes as render_probes, ranges as render_span, render_report, sites_table};
 pub use seeds::{Window, decode_window, seed_window, window_at};

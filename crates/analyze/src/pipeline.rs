@@ -2,20 +2,29 @@
 //!
 //! Step by step:
 //!
-//! 1. kbuild builds every affected unit with V1, V2 and V3 ([`build_variants`]).
+//! 1. kbuild finds every affected unit ([`discover`]); units the user excludes must be among
+//!    them. It builds each with V1, V2 and V3 ([`Discovery::build`]).
 //! 2. Per unit, the three objects are diffed ([`diff_objects`]). Code effects SIE cannot
-//!    express are collected across all units and fail the tunable at the end of this step
-//!    (all of them reported at once); data effects become `uncovered` entries and warnings.
-//! 3. Per seed: the seed's basic block in each build goes to [`synthesize`]; the V1 function's
+//!    express are collected across all units (all of them reported at once); data effects
+//!    become `uncovered` entries and warnings. An excluded unit's sites and code effects
+//!    become one `excluded_unit` entry: it keeps the compiled value.
+//! 3. When the code effects are only changes of instruction form and KernelX picked the probe
+//!    values itself, it drops the values that caused them for values closer to V1
+//!    ([`closer_values`]) and goes back to 1, at most [`VALUE_RETRIES`] times; the plan's
+//!    warnings say which pair was dropped and why. Otherwise code effects fail the tunable.
+//! 4. Per seed: the seed's basic block in each build goes to [`synthesize`]; the V1 function's
 //!    probe sites give the probes ([`place_probes`]); the slicer (or the spec's
 //!    `[[safe_spans]]`) gives the safe span.
-//! 4. The tunable's range is the intersection of the sites' ranges; an empty one fails.
+//! 5. The tunable's range is the intersection of the sites' ranges; an empty one fails.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use kernelx_kbuild::{ChangeSummary, KernelTree, Progress, VariantOptions, build_variants};
-use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource};
+use kernelx_kbuild::{
+    ChangeSummary, Discovery, KernelTree, Progress, VariantOptions, VariantSet, closer_values,
+    discover,
+};
+use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind};
 use kernelx_spec::Tunable;
 use kernelx_x86::symex::{SeedContext, SeedVersion, synthesize};
 use kernelx_x86::{
@@ -23,11 +32,15 @@ use kernelx_x86::{
     SymbolKind, diff_objects,
 };
 
-use crate::classify::{describe, is_code_effect, plan_effect};
-use crate::error::AnalyzeError;
+use crate::classify::{describe_in_unit, is_code_effect, is_form_effect, plan_effect};
+use crate::error::{AnalyzeError, UncoveredCode};
 use crate::probes::{critical_span, place_probes};
 use crate::seeds::{Window, window_at};
 use crate::spans::safe_span;
+
+/// How many times KernelX replaces probe values it picked itself when they change the form of
+/// code. Each retry compiles only the replaced values; the others come from the cache.
+pub const VALUE_RETRIES: usize = 3;
 
 /// How to analyse.
 #[derive(Debug, Clone)]
@@ -36,15 +49,22 @@ pub struct AnalyzeOptions {
     pub variants: VariantOptions,
     /// The target kernel's kprobe configuration, for probe placement.
     pub probes: KernelProbeConfig,
+    /// Units (relative to the tree: `kernel/trace/trace.c`) that keep the compiled value: they
+    /// are still built and diffed, but their sites are not tuned and their code effects do not
+    /// fail the tunable; the plan lists each as an [`UncoveredKind::ExcludedUnit`] effect. Each
+    /// must be a unit the constant reaches.
+    pub exclude_units: Vec<PathBuf>,
 }
 
 impl AnalyzeOptions {
     /// These variant options, for a kernel configured as Debian's 6.12
-    /// ([`KernelProbeConfig::DEBIAN_6_12`], the kernel KernelX is developed against).
+    /// ([`KernelProbeConfig::DEBIAN_6_12`], the kernel KernelX is developed against), with no
+    /// unit excluded.
     pub fn new(variants: VariantOptions) -> Self {
         Self {
             variants,
             probes: KernelProbeConfig::DEBIAN_6_12,
+            exclude_units: Vec::new(),
         }
     }
 }
@@ -58,22 +78,141 @@ pub fn analyze(
     options: &AnalyzeOptions,
     progress: &dyn Progress,
 ) -> Result<TunablePlan, AnalyzeError> {
-    let set = build_variants(tree, tunable, &options.variants, progress).map_err(|source| {
-        AnalyzeError::Kbuild {
-            tunable: tunable.name.clone(),
-            source: Box::new(source),
-        }
-    })?;
-    let mut sites = Vec::new();
-    let mut spans = Vec::new();
-    let mut uncovered = Vec::new();
+    let mut attempt = tunable.clone();
+    let mut picked = None;
+    let mut dropped: Vec<[i64; 3]> = Vec::new();
     let mut warnings = Vec::new();
-    let mut code_effects = Vec::new();
+    loop {
+        let set = build(tree, &attempt, options, progress)?;
+        if dropped.is_empty() {
+            picked = set.change.picked;
+        }
+        let diffed = diff_units(&set, &options.exclude_units)?;
+        let Some(first) = diffed.code_effects.first() else {
+            return finish(tunable, options, &set, diffed, warnings);
+        };
+        let closer = picked
+            .filter(|_| dropped.len() < VALUE_RETRIES && diffed.code_effects.iter().all(|e| e.form))
+            .and_then(|ty| closer_values(ty, set.values, diffed.failed_builds()));
+        let Some((values, how)) = closer else {
+            return Err(diffed.uncovered_code(tunable, set.values, dropped));
+        };
+        warnings.push(format!(
+            "{}: the probe values {:?} KernelX picked were dropped: they change code SIE \
+             cannot patch ({}); built with {values:?} instead ({how})",
+            tunable.name,
+            set.values,
+            first.line()
+        ));
+        dropped.push(set.values);
+        attempt = with_values(tunable, values);
+    }
+}
+
+/// Discovers the affected units, checks the exclusions against them, and builds.
+fn build(
+    tree: &KernelTree,
+    tunable: &Tunable,
+    options: &AnalyzeOptions,
+    progress: &dyn Progress,
+) -> Result<VariantSet, AnalyzeError> {
+    let kbuild = |source| AnalyzeError::Kbuild {
+        tunable: tunable.name.clone(),
+        source: Box::new(source),
+    };
+    let discovery: Discovery =
+        discover(tree, tunable, &options.variants, progress).map_err(kbuild)?;
+    let affected = &discovery.report().affected;
+    if let Some(unit) = options.exclude_units.iter().find(|u| !affected.contains(u)) {
+        return Err(AnalyzeError::ExcludedUnitNotReached {
+            tunable: tunable.name.clone(),
+            unit: unit.display().to_string(),
+            reached: affected.iter().map(|u| u.display().to_string()).collect(),
+        });
+    }
+    discovery.build(&options.variants, progress).map_err(kbuild)
+}
+
+/// `tunable` (the macro form) with these values, as if its author had given them.
+fn with_values(tunable: &Tunable, chosen: [i64; 3]) -> Tunable {
+    let mut retry = tunable.clone();
+    if let kernelx_spec::TunableSource::Macro { values, .. } = &mut retry.source {
+        *values = Some(chosen);
+    }
+    retry
+}
+
+/// A unit whose builds have no code effects, ready for synthesis.
+struct DiffedUnit {
+    name: String,
+    bytes: Vec<Vec<u8>>,
+    seeds: Vec<Seed>,
+    paths: [PathBuf; 3],
+}
+
+/// A code effect of a unit.
+struct CodeEffect {
+    unit: String,
+    /// `symbol+0xoff (section): kind: detail`.
+    what: String,
+    /// The builds (1, 2) that differ from V1 there.
+    builds: Vec<usize>,
+    /// A change of instruction form, which closer values may avoid ([`is_form_effect`]).
+    form: bool,
+}
+
+impl CodeEffect {
+    /// `unit: symbol+0xoff (section): kind: detail`.
+    fn line(&self) -> String {
+        format!("{}: {}", self.unit, self.what)
+    }
+}
+
+/// What the diffs of every unit found.
+struct Diffed {
+    units: Vec<DiffedUnit>,
+    uncovered: Vec<kernelx_plan::UncoveredEffect>,
+    warnings: Vec<String>,
+    code_effects: Vec<CodeEffect>,
+}
+
+impl Diffed {
+    /// Whether V2 and V3 caused code effects.
+    fn failed_builds(&self) -> [bool; 2] {
+        [1, 2].map(|b| self.code_effects.iter().any(|e| e.builds.contains(&b)))
+    }
+
+    fn uncovered_code(
+        &self,
+        tunable: &Tunable,
+        values: [i64; 3],
+        dropped: Vec<[i64; 3]>,
+    ) -> AnalyzeError {
+        let mut with_effects: Vec<String> =
+            self.code_effects.iter().map(|e| e.unit.clone()).collect();
+        with_effects.dedup();
+        AnalyzeError::UncoveredCode(Box::new(UncoveredCode {
+            tunable: tunable.name.clone(),
+            effects: self.code_effects.iter().map(CodeEffect::line).collect(),
+            values,
+            dropped,
+            units: with_effects,
+            tunable_units: self.units.iter().map(|u| u.name.clone()).collect(),
+        }))
+    }
+}
+
+/// Reads and diffs every unit's three objects. Objects are read for all units first so that
+/// code effects of every unit are reported together, before any synthesis error.
+fn diff_units(set: &VariantSet, excluded: &[PathBuf]) -> Result<Diffed, AnalyzeError> {
+    let mut diffed = Diffed {
+        units: Vec::new(),
+        uncovered: Vec::new(),
+        warnings: Vec::new(),
+        code_effects: Vec::new(),
+    };
     let mut units: Vec<_> = set.units.iter().collect();
     units.sort_by(|a, b| a.source.cmp(&b.source));
-    // Objects are read for all units first so that code effects of every unit are reported
-    // together, before any synthesis error.
-    let mut found = Vec::new();
     for unit in units {
         let name = unit.source.display().to_string();
         let bytes = unit
@@ -88,43 +227,125 @@ pub fn analyze(
                 source,
             },
         )?;
+        let mut code = Vec::new();
         for effect in &diff.uncovered {
             if is_code_effect(effect.kind, &effect.section) {
-                code_effects.push(describe(&name, effect));
+                code.push(CodeEffect {
+                    unit: name.clone(),
+                    what: describe_in_unit(effect),
+                    builds: effect.builds.clone(),
+                    form: is_form_effect(effect.kind),
+                });
             } else {
-                uncovered.push(plan_effect(&name, effect));
+                diffed.uncovered.push(plan_effect(&name, effect));
             }
         }
         for u in &diff.unmatched {
-            let line = format!(
-                "{name}: {} ({}) exists only in builds {:?}",
+            let what = format!(
+                "{} ({}) exists only in builds {:?}",
                 u.name, u.section, u.present_in
             );
             match u.kind {
-                SymbolKind::Function => code_effects.push(line),
-                SymbolKind::Data => warnings.push(line),
+                // Other values may well keep the function (inlining and cloning decisions).
+                SymbolKind::Function => code.push(CodeEffect {
+                    unit: name.clone(),
+                    what,
+                    builds: (1..3)
+                        .filter(|b| u.present_in.contains(b) != u.present_in.contains(&0))
+                        .collect(),
+                    form: true,
+                }),
+                SymbolKind::Data => diffed.warnings.push(format!("{name}: {what}")),
             }
         }
-        if code_effects.is_empty() {
-            found.push((name, bytes, diff.seeds, unit.builds.clone()));
+        drop(objects);
+        if excluded.contains(&unit.source) {
+            diffed
+                .uncovered
+                .push(excluded_unit(&name, set.values[0], &diff.seeds, &code));
+        } else if code.is_empty() {
+            diffed.units.push(DiffedUnit {
+                name,
+                bytes,
+                seeds: diff.seeds,
+                paths: unit.builds.clone(),
+            });
+        } else {
+            diffed.code_effects.extend(code);
         }
     }
-    if !code_effects.is_empty() {
-        return Err(AnalyzeError::UncoveredCode {
-            tunable: tunable.name.clone(),
-            effects: code_effects,
-        });
+    Ok(diffed)
+}
+
+/// The one effect that records an excluded unit: what the constant reaches there, which
+/// keeps the compiled value.
+fn excluded_unit(
+    unit: &str,
+    v1: i64,
+    seeds: &[Seed],
+    code: &[CodeEffect],
+) -> kernelx_plan::UncoveredEffect {
+    let mut builds: BTreeSet<usize> = code.iter().flat_map(|c| c.builds.clone()).collect();
+    if !seeds.is_empty() {
+        builds.extend([1, 2]);
     }
-    for (unit, bytes, seeds, paths) in &found {
-        let objects = parse_objects(unit, bytes, set.values, paths)?;
+    let sites: Vec<String> = seeds
+        .iter()
+        .map(|s| format!("{}+{:#x} `{}`", s.function, s.offset, s.asm))
+        .collect();
+    let mut detail = format!(
+        "excluded from the tunable: {unit} keeps the compiled value {v1} whatever the tunable \
+         is set to; the constant reaches {} site(s) there{}",
+        sites.len(),
+        if sites.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", sites.join(", "))
+        }
+    );
+    if code.is_empty() {
+        detail.push_str(" and changes no code SIE cannot patch");
+    } else {
+        let lines: Vec<&str> = code.iter().map(|c| c.what.as_str()).collect();
+        detail.push_str(&format!(
+            " and changes code SIE cannot patch in {} place(s): {}",
+            code.len(),
+            lines.join("; ")
+        ));
+    }
+    kernelx_plan::UncoveredEffect {
+        kind: UncoveredKind::ExcludedUnit,
+        unit: unit.to_owned(),
+        symbol: String::new(),
+        section: String::new(),
+        offset: None,
+        builds: builds.into_iter().collect(),
+        detail,
+        values: None,
+    }
+}
+
+/// Synthesizes every seed of the units without code effects and assembles the plan.
+fn finish(
+    tunable: &Tunable,
+    options: &AnalyzeOptions,
+    set: &VariantSet,
+    diffed: Diffed,
+    mut warnings: Vec<String>,
+) -> Result<TunablePlan, AnalyzeError> {
+    warnings.extend(diffed.warnings);
+    let mut sites = Vec::new();
+    let mut spans = Vec::new();
+    for unit in &diffed.units {
+        let objects = parse_objects(&unit.name, &unit.bytes, set.values, &unit.paths)?;
         let mut by_function: BTreeMap<&str, Vec<&Seed>> = BTreeMap::new();
-        for seed in seeds {
+        for seed in &unit.seeds {
             by_function.entry(&seed.function).or_default().push(seed);
         }
         for (function, seeds) in by_function {
             let ctx = UnitCtx {
                 tunable,
-                unit,
+                unit: &unit.name,
                 objects: &objects,
                 values: set.values,
                 probes: options.probes,
@@ -148,7 +369,7 @@ pub fn analyze(
         range,
         sites,
         safe_spans: spans,
-        uncovered,
+        uncovered: diffed.uncovered,
         warnings,
     };
     kernelx_plan::Plan::new(
@@ -404,6 +625,69 @@ pub fn plan_source(tunable: &Tunable, change: &ChangeSummary) -> TunableSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn effect(unit: &str, what: &str, builds: &[usize], form: bool) -> CodeEffect {
+        CodeEffect {
+            unit: unit.to_owned(),
+            what: what.to_owned(),
+            builds: builds.to_vec(),
+            form,
+        }
+    }
+
+    #[test]
+    fn an_excluded_unit_is_one_effect_that_says_what_it_keeps() {
+        let code = [
+            effect("t.c", "f+0x23 (.text): frame_layout: frame", &[1, 2], false),
+            effect("t.c", "g (.text) exists only in builds [0, 1]", &[2], true),
+        ];
+        let e = excluded_unit("t.c", 16, &[], &code);
+        assert_eq!(
+            (
+                e.kind,
+                e.unit.as_str(),
+                e.symbol.as_str(),
+                e.offset,
+                e.builds
+            ),
+            (UncoveredKind::ExcludedUnit, "t.c", "", None, vec![1, 2])
+        );
+        assert_eq!(
+            e.detail,
+            "excluded from the tunable: t.c keeps the compiled value 16 whatever the tunable is \
+             set to; the constant reaches 0 site(s) there and changes code SIE cannot patch in 2 \
+             place(s): f+0x23 (.text): frame_layout: frame; g (.text) exists only in builds [0, 1]"
+        );
+        let quiet = excluded_unit("t.c", 16, &[], &[]);
+        assert!(
+            quiet
+                .detail
+                .ends_with("reaches 0 site(s) there and changes no code SIE cannot patch")
+        );
+        assert!(quiet.builds.is_empty());
+    }
+
+    #[test]
+    fn failed_builds_follow_the_effects() {
+        let diffed = |code_effects| Diffed {
+            units: Vec::new(),
+            uncovered: Vec::new(),
+            warnings: Vec::new(),
+            code_effects,
+        };
+        assert_eq!(
+            diffed(vec![effect("a.c", "x", &[1], true)]).failed_builds(),
+            [true, false]
+        );
+        assert_eq!(
+            diffed(vec![
+                effect("a.c", "x", &[2], true),
+                effect("b.c", "y", &[1, 2], true)
+            ])
+            .failed_builds(),
+            [true, true]
+        );
+    }
 
     fn example_sites() -> Vec<Site> {
         let path = concat!(

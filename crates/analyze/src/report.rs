@@ -21,9 +21,15 @@ pub fn render_report(plan: &TunablePlan) -> String {
     }
     for u in &plan.uncovered {
         let at = u.offset.map_or_else(String::new, |o| format!("+{o:#x}"));
+        // An excluded unit's effect is about the whole unit: it has no symbol.
+        let place = if u.symbol.is_empty() {
+            String::new()
+        } else {
+            format!(" {}{at} ({}):", u.symbol, u.section)
+        };
         out.push_str(&format!(
-            "warning: uncovered {}: {}: {}{at} ({}): {}\n",
-            u.kind, u.unit, u.symbol, u.section, u.detail
+            "warning: uncovered {}: {}:{place} {}\n",
+            u.kind, u.unit, u.detail
         ));
     }
     for warning in &plan.warnings {
@@ -143,5 +149,28 @@ mod tests {
             "warning: uncovered data_value: fs/pipe.c: pipe_user_pages_soft+0x0 (.data): initial \
              value 0x4000"
         ), "{text}");
+    }
+
+    #[test]
+    fn an_excluded_unit_is_reported_as_a_whole() {
+        let mut plan = example();
+        plan.uncovered = vec![kernelx_plan::UncoveredEffect {
+            kind: kernelx_plan::UncoveredKind::ExcludedUnit,
+            unit: "kernel/trace/trace.c".to_owned(),
+            symbol: String::new(),
+            section: String::new(),
+            offset: None,
+            builds: vec![1, 2],
+            detail: "excluded from the tunable: kernel/trace/trace.c keeps 16".to_owned(),
+            values: None,
+        }];
+        let text = render_report(&plan);
+        assert!(
+            text.contains(
+                "warning: uncovered excluded_unit: kernel/trace/trace.c: excluded from the \
+                 tunable: kernel/trace/trace.c keeps 16\n"
+            ),
+            "{text}"
+        );
     }
 }

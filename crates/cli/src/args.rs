@@ -45,12 +45,18 @@ pub enum Command {
 Builds the kernel objects that use the constant with two probe values, diffs their machine code
 per function, and writes a plan: every site, its synthesis, the valid range of values, the safe
 spans, and the effects a plan cannot cover (e.g. initial values in .data). The tree is never
-modified.
+modified. Unless the spec gives `values`, KernelX picks the probe values, and picks values closer
+to the default when its first ones only make the compiler choose other instruction forms.
+
+When the constant changes code no probe can patch in some unit (e.g. it sizes an on-stack array
+there), the build fails naming it. --exclude-unit UNIT then tunes the constant in the other
+units and leaves UNIT at the compiled value; the plan records what stays untuned there.
 
 Examples:
   kernelx build pipe.toml --kernel-dir /usr/src/linux-source-6.12
   KERNEL_DIR=/usr/src/linux-source-6.12 kernelx build tunables/6.12.toml -o plans/
-  kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --json")]
+  kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --json
+  kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --exclude-unit kernel/trace/trace.c")]
     Build(BuildArgs),
 
     /// Build a plan and load it: `build` followed by `load`.
@@ -213,6 +219,12 @@ pub struct BuildArgs {
     /// Parallel compiler jobs (default: the number of CPUs).
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<std::num::NonZeroUsize>,
+    /// Leave this translation unit (relative to the kernel tree, e.g. kernel/trace/trace.c) at
+    /// the compiled value and tune the constant in the others (repeatable). The unit is still
+    /// built and diffed; the plan lists what stays untuned there as `excluded_unit`. It must be
+    /// a unit the constant of every selected tunable reaches.
+    #[arg(long = "exclude-unit", value_name = "UNIT")]
+    pub exclude_units: Vec<PathBuf>,
     /// Print the plan (format: crates/plan/src/format.rs) instead of the report.
     #[arg(long)]
     pub json: bool,

@@ -43,14 +43,17 @@ pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
     for w in &identity_warnings {
         writeln!(err, "warning: {w}")?;
     }
-    let options = AnalyzeOptions::new(VariantOptions {
-        toolchain: Toolchain::debian_gcc12(),
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
-        cache: Cache::from_env().context("opening the build cache")?,
-        built,
-    });
+    let options = AnalyzeOptions {
+        exclude_units: args.exclude_units.clone(),
+        ..AnalyzeOptions::new(VariantOptions {
+            toolchain: Toolchain::debian_gcc12(),
+            jobs: args.jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+            }),
+            cache: Cache::from_env().context("opening the build cache")?,
+            built,
+        })
+    };
     let mut plans = Vec::new();
     for tunable in tunables {
         let progress = BuildProgress::new(&tunable.name);
@@ -123,6 +126,13 @@ pub fn check_spec(args: &BuildArgs, err: &mut impl Write) -> anyhow::Result<Pars
     writeln!(err, "{}: valid spec", parsed.spec.path.display())?;
     for tunable in selected(args, &parsed) {
         writeln!(err, "  {}", describe(tunable))?;
+    }
+    for unit in &args.exclude_units {
+        writeln!(
+            err,
+            "  excluding {}: it keeps the compiled value",
+            unit.display()
+        )?;
     }
     Ok(parsed)
 }

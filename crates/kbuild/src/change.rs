@@ -45,6 +45,10 @@ pub struct ChangeSummary {
     pub values: [i64; 3],
     /// Where the values come from: the tunable, or why KernelX picked them.
     pub values_reason: String,
+    /// V1's C type when KernelX picked V2 and V3 (the macro form without `values`): the
+    /// values are KernelX's to replace ([`closer_values`]); `None` when the tunable gave them.
+    #[serde(skip)]
+    pub picked: Option<IntType>,
 }
 
 /// One `#define NAME value` line.
@@ -139,6 +143,7 @@ impl SourceChange {
                         lines: changed_lines,
                         values: *values,
                         values_reason: "given by the tunable".to_owned(),
+                        picked: None,
                     },
                     texts,
                 })
@@ -349,6 +354,62 @@ pub fn pick_values(v1: IntValue) -> Result<([i64; 3], String), &'static str> {
     Ok(([value, v2, v3], reason))
 }
 
+/// Probe values KernelX picked, with the ones that changed code replaced by values closer to
+/// V1, or `None` when no closer value is left for one of them.
+///
+/// `failed[0]` and `failed[1]` say whether V2 and V3 made the compiler choose other
+/// instructions than for V1 (an immediate that no longer fits a sign-extended byte, a
+/// multiplication that is no longer a shift). Each replacement stays on the same side of V1
+/// and moves towards it, one rung at a time: `V1 ± |V1|`, `V1 ± |V1|/2`, `V1 ± |V1|/4`,
+/// `V1 ± 1`, keeping what [`pick_values`] keeps (V1's C type, nonzero, distinct from V1 and
+/// from the other value). The reason names each replacement, for the plan's warnings.
+pub fn closer_values(
+    ty: IntType,
+    values: [i64; 3],
+    failed: [bool; 2],
+) -> Option<([i64; 3], String)> {
+    let v1 = i128::from(values[0]);
+    let mut next = values;
+    let mut reasons = Vec::new();
+    for slot in [1, 2] {
+        if !failed[slot - 1] {
+            continue;
+        }
+        let dropped = i128::from(values[slot]);
+        let other = i128::from(next[3 - slot]);
+        let up = dropped > v1;
+        let magnitude = v1.abs();
+        let replacement = [
+            (magnitude, "|V1|"),
+            (magnitude / 2, "|V1|/2"),
+            (magnitude / 4, "|V1|/4"),
+            (1, "1"),
+        ]
+        .into_iter()
+        .filter(|&(step, _)| step > 0 && step < (dropped - v1).abs())
+        .map(|(step, how)| (if up { v1 + step } else { v1 - step }, how))
+        .find(|&(c, _)| ty.holds(c) && c != 0 && c != other && i64::try_from(c).is_ok())?;
+        let (value, how) = replacement;
+        next[slot] = value as i64;
+        reasons.push(format!(
+            "V{} = V1 {} {how} = {value}",
+            slot + 1,
+            if up { '+' } else { '-' }
+        ));
+    }
+    if reasons.is_empty() {
+        return None;
+    }
+    Some((
+        next,
+        format!(
+            "{}: closer to V1 = {}, same type ({ty})",
+            reasons.join(", "),
+            values[0]
+        ),
+    ))
+}
+
 /// Directories whose definitions never reach this architecture's build.
 fn foreign_arch(path: &str, arch: &str) -> bool {
     path.strip_prefix("arch/")
@@ -477,7 +538,7 @@ fn resolve_macro(
     let v1 = evaluated[0];
     let v1_i64 = i64::try_from(v1.value)
         .map_err(|_| unsupported(first, "its value does not fit in 64 signed bits"))?;
-    let (values, values_reason) = match given {
+    let (values, values_reason, picked) = match given {
         Some(values) => {
             if values[0] != v1_i64 {
                 return Err(KbuildError::ValueMismatch {
@@ -488,9 +549,12 @@ fn resolve_macro(
                     found: v1_i64,
                 });
             }
-            (values, "given by the tunable".to_owned())
+            (values, "given by the tunable".to_owned(), None)
         }
-        None => pick_values(v1).map_err(|why| unsupported(first, why))?,
+        None => {
+            let (values, reason) = pick_values(v1).map_err(|why| unsupported(first, why))?;
+            (values, reason, Some(v1.ty))
+        }
     };
 
     let text = read(root, &first.file)?;
@@ -518,6 +582,7 @@ fn resolve_macro(
             lines: def_lines,
             values,
             values_reason,
+            picked,
         },
         texts,
     })
@@ -629,6 +694,71 @@ mod tests {
             pick("0xffffffffU").0,
             [0xffff_ffff, 0x7fff_ffff, 0xffff_fffe]
         );
+    }
+
+    #[test]
+    fn closer_values_step_towards_v1_on_the_failing_side() {
+        let int = IntType::INT;
+        // BLK_MAX_REQUEST_COUNT: 64 changes an instruction's form, 16 does not.
+        let mut values = [32, 64, 16];
+        let mut ladder = Vec::new();
+        while let Some((next, reason)) = closer_values(int, values, [true, false]) {
+            assert_eq!(next[2], 16, "{reason}");
+            ladder.push(next[1]);
+            values = next;
+        }
+        assert_eq!(ladder, [48, 40, 33]);
+        let (next, reason) = closer_values(int, [32, 64, 16], [true, false]).unwrap();
+        assert_eq!(next, [32, 48, 16]);
+        assert_eq!(
+            reason,
+            "V2 = V1 + |V1|/2 = 48: closer to V1 = 32, same type (int)"
+        );
+
+        let mut values = [32, 64, 16];
+        let mut ladder = Vec::new();
+        while let Some((next, _)) = closer_values(int, values, [true, true]) {
+            ladder.push((next[1], next[2]));
+            values = next;
+        }
+        // Below V1 the first rung (V1 - |V1| = 0) is not a value; then 16, 24, 31. Once one side
+        // has no closer value left, the pair cannot be replaced.
+        assert_eq!(ladder, [(48, 24), (40, 31)]);
+
+        // Below zero the sides keep their meaning: -16 is further from -8 than -12.
+        assert_eq!(
+            closer_values(int, [-8, -16, -4], [true, true]).unwrap().0,
+            [-8, -12, -6]
+        );
+        // V1 = 1: 2 is its closest neighbour above; 3 can move to 2 only if V2 is not 2.
+        assert_eq!(closer_values(int, [1, 2, 3], [true, false]), None);
+        assert_eq!(closer_values(int, [1, 2, 3], [false, true]), None);
+        assert_eq!(
+            closer_values(int, [1, 3, 0x10], [false, true]).unwrap().0,
+            [1, 3, 2]
+        );
+        // Nothing failed: nothing to replace.
+        assert_eq!(closer_values(int, [32, 64, 16], [false, false]), None);
+    }
+
+    #[test]
+    fn closer_values_keep_the_type_and_avoid_collisions() {
+        let uint = cexpr::evaluate("0xffffffffU").unwrap().ty;
+        // Every rung above V1 overflows the type, so V2 cannot move.
+        assert_eq!(
+            closer_values(uint, [0xffff_fffe, 0xffff_ffff, 0x7fff_ffff], [true, false]),
+            None
+        );
+        // V1 = 4: V3 = 2 fails; 3 (V1 - 1) is the only rung left, and V2 = 3 would collide.
+        assert_eq!(closer_values(IntType::INT, [4, 3, 2], [false, true]), None);
+        assert_eq!(
+            closer_values(IntType::INT, [4, 8, 2], [false, true])
+                .unwrap()
+                .0,
+            [4, 8, 3]
+        );
+        // A rung that reaches zero is skipped: V1 = 2, V3 = 1 is already the closest.
+        assert_eq!(closer_values(IntType::INT, [2, 4, 1], [false, true]), None);
     }
 
     fn index_of(dir: &Path, name: &str) -> TreeIndex {

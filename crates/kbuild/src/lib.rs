@@ -20,8 +20,8 @@ mod variants;
 pub use cache::Cache;
 pub use cexpr::{IntType, IntValue, evaluate, rewrite_value};
 pub use change::{
-    Applied, ChangeSummary, MacroDefinition, SourceChange, apply_pattern, pick_values,
-    tunable_identifier,
+    Applied, ChangeSummary, MacroDefinition, SourceChange, apply_pattern, closer_values,
+    pick_values, tunable_identifier,
 };
 pub use command::{CommandLine, Toolchain, make_args, make_command, shell_quote};
 pub use compile::{CompileCommand, compile_commands, dry_run_command, object_for, parse_dry_run};

@@ -21,7 +21,8 @@
 //!
 //! ## Plan (the top level)
 //!
-//! * `format_version`: the format's version, [`FORMAT_VERSION`] (1).
+//! * `format_version`: the format's version, [`FORMAT_VERSION`] (2; version 1 had no
+//!   `excluded_unit` kind).
 //! * `kernel`: the kernel build this plan is for (below). A plan is only valid for that build:
 //!   its sites are offsets and bytes of that build's code.
 //! * `tunables`: the tunables built, each a [`TunablePlan`]; names are distinct.
@@ -125,10 +126,13 @@
 //!
 //! * `kind`: what the constant changes that SIE cannot ([`UncoveredKind`]):
 //!   `instructions_changed`, `branch_target`, `reference_target`, `frame_layout`,
-//!   `data_value`, `data_size`, `data_reference`, `section_data`, `unattributed_code`.
+//!   `data_value`, `data_size`, `data_reference`, `section_data`, `unattributed_code`, or
+//!   `excluded_unit` (the user excluded the whole unit from the tunable: it keeps the
+//!   compiled value, and `detail` says which sites and code effects the constant has there).
 //! * `unit`: the translation unit, as for sites.
-//! * `symbol`: the V1 function or variable (for `section_data`, the section).
-//! * `section`: its section in the V1 object.
+//! * `symbol`: the V1 function or variable (for `section_data`, the section; empty for
+//!   `excluded_unit`, which is about the whole unit).
+//! * `section`: its section in the V1 object (empty for `excluded_unit`).
 //! * `offset`: offset in `symbol` where the effect starts, or `null` when it has no place.
 //! * `builds`: which builds differ from V1 here, as indices into `source.values` (1, 2).
 //! * `detail`: what differs and what a user can do, for people.
@@ -150,7 +154,7 @@ use crate::range::{BoundReason, Restriction};
 use crate::recipe::Recipe;
 
 /// The plan format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A plan: the tunables built for one kernel build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -607,11 +611,14 @@ pub enum UncoveredKind {
     /// such as `.altinstr_replacement`, whose instructions the kernel copies into functions
     /// when it patches alternatives.
     UnattributedCode,
+    /// The user excluded the unit from the tunable: whatever the constant reaches there keeps
+    /// the compiled value (V1), and the effect's detail says what that is.
+    ExcludedUnit,
 }
 
 impl UncoveredKind {
     /// Every kind.
-    pub const ALL: [UncoveredKind; 9] = [
+    pub const ALL: [UncoveredKind; 10] = [
         UncoveredKind::InstructionsChanged,
         UncoveredKind::BranchTarget,
         UncoveredKind::ReferenceTarget,
@@ -621,6 +628,7 @@ impl UncoveredKind {
         UncoveredKind::DataReference,
         UncoveredKind::SectionData,
         UncoveredKind::UnattributedCode,
+        UncoveredKind::ExcludedUnit,
     ];
 
     /// The kind's name as serialized (`data_value`, ...).
@@ -635,6 +643,7 @@ impl UncoveredKind {
             UncoveredKind::DataReference => "data_reference",
             UncoveredKind::SectionData => "section_data",
             UncoveredKind::UnattributedCode => "unattributed_code",
+            UncoveredKind::ExcludedUnit => "excluded_unit",
         }
     }
 }

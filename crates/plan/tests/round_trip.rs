@@ -345,10 +345,37 @@ fn every_variant_survives_json() {
         "\"kind\": \"cold\"",
         "\"origin\": \"spec\"",
         "\"kind\": \"unattributed_code\"",
+        "\"kind\": \"excluded_unit\"",
         "\"build_id\": null",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
+}
+
+/// An excluded unit is one effect about the whole unit: no symbol, section or offset, and it
+/// reads back as it was written.
+#[test]
+fn an_excluded_unit_survives_json() {
+    let mut plan = everything();
+    let excluded = UncoveredEffect {
+        kind: UncoveredKind::ExcludedUnit,
+        unit: "kernel/trace/trace.c".to_owned(),
+        symbol: String::new(),
+        section: String::new(),
+        offset: None,
+        builds: vec![1, 2],
+        detail: "keeps the compiled value 16".to_owned(),
+        values: None,
+    };
+    plan.tunables[0].uncovered = vec![excluded.clone()];
+    let text = plan.to_json().unwrap();
+    assert!(
+        text.contains("\"kind\": \"excluded_unit\",\n") && text.contains("\"symbol\": \"\""),
+        "{text}"
+    );
+    let back = Plan::from_json(&text).unwrap();
+    assert_eq!(back.tunables[0].uncovered, [excluded]);
+    assert_eq!(UncoveredKind::ExcludedUnit.to_string(), "excluded_unit");
 }
 
 #[test]
