@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kernelx_kbuild::{ChangeSummary, KernelTree, Progress, VariantOptions, build_variants};
+use kernelx_kbuild::{ChangeSummary, Progress, SourceTree, VariantOptions, build_variants};
 use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource};
 use kernelx_spec::Tunable;
 use kernelx_x86::symex::{SeedContext, SeedVersion, synthesize};
@@ -52,8 +52,8 @@ impl AnalyzeOptions {
 /// Builds the plan of one tunable: every site with its recipe, probes and safe span, or an
 /// error naming the first seed that cannot be synthesized or every code effect SIE cannot
 /// cover. Never a partial plan.
-pub fn analyze(
-    tree: &KernelTree,
+pub fn analyze<'t>(
+    tree: impl Into<SourceTree<'t>>,
     tunable: &Tunable,
     options: &AnalyzeOptions,
     progress: &dyn Progress,
@@ -155,6 +155,7 @@ pub fn analyze(
         kernelx_plan::KernelIdentity {
             release: String::new(),
             build_id: None,
+            module: None,
         },
         vec![plan.clone()],
     )

@@ -7,14 +7,14 @@ const EXAMPLE: &str = include_str!("../testdata/example.plan.json");
 
 #[test]
 fn rejects_an_unknown_format_version_naming_both() {
-    let newer = EXAMPLE.replacen("\"format_version\": 1,", "\"format_version\": 2,", 1);
+    let newer = EXAMPLE.replacen("\"format_version\": 2,", "\"format_version\": 3,", 1);
     assert_ne!(newer, EXAMPLE);
     let err = Plan::from_json(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             PlanError::UnsupportedVersion {
-                found: 2,
+                found: 3,
                 supported: FORMAT_VERSION,
                 ..
             }
@@ -23,8 +23,23 @@ fn rejects_an_unknown_format_version_naming_both() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("format version 2") && text.contains("format version 1"),
+        text.contains("format version 3") && text.contains("format version 2"),
         "{text}"
+    );
+}
+
+/// Version 1 had no `kernel.module`: a version-1 reader would apply a module's sites to
+/// vmlinux functions of the same name, so version-1 plans are refused by name, and a
+/// version-1 reader refuses version-2 plans the same way.
+#[test]
+fn version_1_plans_are_refused() {
+    assert_eq!(FORMAT_VERSION, 2);
+    let older = EXAMPLE.replacen("\"format_version\": 2,", "\"format_version\": 1,", 1);
+    assert_ne!(older, EXAMPLE);
+    let err = Plan::from_json(&older).unwrap_err();
+    assert!(
+        matches!(err, PlanError::UnsupportedVersion { found: 1, .. }),
+        "{err:?}"
     );
 }
 
@@ -49,7 +64,7 @@ fn read_names_the_file() {
     let path = dir.path().join("old.plan.json");
     std::fs::write(
         &path,
-        EXAMPLE.replacen("\"format_version\": 1,", "\"format_version\": 99,", 1),
+        EXAMPLE.replacen("\"format_version\": 2,", "\"format_version\": 99,", 1),
     )
     .unwrap();
     let text = Plan::read(&path).unwrap_err().to_string();
@@ -83,7 +98,7 @@ fn plans_in_memory_are_checked_too() {
     plan.format_version = 3;
     let err = plan.to_json().unwrap_err().to_string();
     assert!(
-        err.contains("format version 3") && err.contains("format version 1"),
+        err.contains("format version 3") && err.contains("format version 2"),
         "{err}"
     );
 }
