@@ -65,7 +65,7 @@ pub fn object_for(source: &Path) -> PathBuf {
 /// The `make -n` command that prints the compile commands of `sources`' objects.
 ///
 /// `scratch` receives kbuild's compiler probes (`TMPOUT`); see the module documentation. The
-/// command is not yet guarded against writes (that is [`read_only_dirs`]).
+/// command is not yet guarded against writes (that is `read_only_dirs`).
 pub fn dry_run_command(
     tree: &KernelTree,
     toolchain: &Toolchain,

@@ -182,6 +182,78 @@ fn lab_tree_module_built_for_another_release_is_refused() {
     );
 }
 
+/// A module built in place (`make M=<dir>`: objects, `.cmd` files, `modules.order` and the
+/// `.ko` next to the sources) and with the target module's `build/` directory of symlinks
+/// still has one unit and kbuild's command for it, and make writes nothing there (modpost's
+/// stage would link the `.ko` again if make got that far).
+#[test]
+#[ignore = "needs the lab kernel's headers (cargo xtask lab setup)"]
+fn lab_tree_module_built_in_place_is_read_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["Kbuild", "Makefile", "kx_target.c"] {
+        std::fs::copy(module_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(headers())
+        .arg(format!("M={}", dir.path().display()))
+        .arg("modules")
+        .env_remove("MAKEFLAGS")
+        .status()
+        .expect("running make");
+    assert!(status.success());
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(dir.path())
+        .arg(format!("KDIR={}", headers().display()))
+        .env_remove("MAKEFLAGS")
+        .status()
+        .expect("running make");
+    assert!(status.success());
+    assert!(dir.path().join("kx_target.ko").is_file());
+    assert!(dir.path().join("build/.kx_target.o.cmd").is_file());
+    let before = listing(dir.path());
+
+    let cache = tempfile::tempdir().unwrap();
+    let options = options(cache.path());
+    let module = ModuleTree::open(
+        dir.path(),
+        &headers(),
+        None,
+        &options.toolchain,
+        &options.cache,
+    )
+    .unwrap();
+    assert_eq!(
+        module.units(),
+        &BuiltUnits::Listed {
+            origin: format!(
+                "the objects kbuild builds for module kx_target in {} against {}",
+                dir.path().canonicalize().unwrap().display(),
+                headers().canonicalize().unwrap().display()
+            ),
+            units: [PathBuf::from("kx_target.c")].into(),
+        }
+    );
+    // `<dir>/kx_target.ko`, as `make M=<dir>` leaves it, is found.
+    assert_eq!(
+        module.built_module().map(|b| b.path.clone()),
+        Some(dir.path().canonicalize().unwrap().join("kx_target.ko"))
+    );
+    let tunable = Tunable::from_macro_name("KX_TARGET_SUB").unwrap();
+    let set = build_variants(&module, &tunable, &options, &NoProgress).unwrap();
+    assert_eq!(set.units.len(), 1);
+    assert_eq!(
+        function_sizes(&set.units[0].builds[0]).get("kx_target_sub"),
+        function_sizes(&dir.path().join("kx_target.ko")).get("kx_target_sub")
+    );
+    assert_eq!(
+        before,
+        listing(dir.path()),
+        "the module directory was written"
+    );
+}
+
 /// Every path under `dir` with its size and mtime.
 fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     let mut out = Vec::new();
