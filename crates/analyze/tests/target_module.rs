@@ -118,6 +118,30 @@ fn expectations() -> Vec<(&'static str, Expected)> {
     ]
 }
 
+/// The tunable ranges that follow from the instruction alone.
+fn obvious_ranges() -> BTreeMap<&'static str, (i64, i64)> {
+    const IMM32: (i64, i64) = (0, i32::MAX as i64);
+    BTreeMap::from([
+        // A sign-extended imm32 in a 64-bit add/sub: the non-negative part of an imm32.
+        ("KX_TARGET_ADD", IMM32),
+        ("KX_TARGET_SUB", IMM32),
+        // `movq $imm32` sign-extended: any imm32, negative V1 included.
+        ("KX_TARGET_STORE64", (i32::MIN as i64, i32::MAX as i64)),
+        // Shift counts: a count of 0 is no shift (gcc drops it), 64-bit and 32-bit masks.
+        ("KX_TARGET_SHL", (1, 63)),
+        ("KX_TARGET_SHR", (1, 63)),
+        ("KX_TARGET_SAR", (1, 31)),
+        // `cmp $IV,%dx`: a u16.
+        ("KX_TARGET_CMP16", (0, 0xffff)),
+        // `cmp $(V-1),%eax; setbe`: V - 1 a u32, so V up to 2^32 (x < 2^32 always holds).
+        ("KX_TARGET_CMP32", (1, 1 << 32)),
+        // `cmp $(V-1),%rdx` with a sign-extended imm32: V - 1 in [0, 2^31).
+        ("KX_TARGET_CMP64", (1, 1 << 31)),
+        // `test $IV,%eax`: a u32 mask.
+        ("KX_TARGET_TEST", (0, u32::MAX as i64)),
+    ])
+}
+
 fn module_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/target-module")
 }
@@ -390,6 +414,14 @@ fn lab_tree_target_module_constants_match_the_readme() {
         match (expected, outcome) {
             (Expected::Plan(forms), Ok(plan)) => {
                 eprint!("{}", render_report(&plan));
+                if let Some(&(min, max)) = obvious_ranges().get(constant)
+                    && (plan.range.min, plan.range.max) != (min, max)
+                {
+                    problems.push(format!(
+                        "{constant}: range {}..={}, expected {min}..={max}",
+                        plan.range.min, plan.range.max
+                    ));
+                }
                 problems.extend(check_plan(
                     constant,
                     &plan,
