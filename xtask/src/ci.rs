@@ -52,6 +52,11 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
         tests
             .env("KERNELX_LAB_TREE", files.source())
             .env("KERNELX_LAB_VMLINUX", files.vmlinux())
+            // The kernel build directory tests/target-module is analysed against.
+            .env(
+                "KERNELX_LAB_HEADERS",
+                format!("/usr/src/linux-headers-{}", kernel.release()),
+            )
             .args(["--", "--include-ignored", "--skip", "vm_"]);
     }
     process::run_visible(&mut tests)?;

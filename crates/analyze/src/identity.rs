@@ -1,10 +1,11 @@
-//! The kernel a plan is for: release from the tree, GNU build-id from the debug vmlinux.
+//! The kernel a plan is for: release from the tree, GNU build-id from the debug vmlinux; for a
+//! module's plan also the module's name and the build-id of its built `.ko`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use kernelx_kbuild::KernelTree;
-use kernelx_plan::{HexBytes, KernelIdentity};
+use kernelx_kbuild::SourceTree;
+use kernelx_plan::{HexBytes, KernelIdentity, ModuleIdentity};
 use object::{Object as _, ObjectSection as _};
 
 use crate::error::AnalyzeError;
@@ -15,16 +16,15 @@ pub fn default_vmlinux(release: &str) -> PathBuf {
 }
 
 /// The identity of the kernel `tree` builds: `kernel.release` of the tree (else its
-/// Makefile version), and the build-id of `vmlinux` when one is given. The returned strings are
-/// warnings for the user (no build-id).
-pub fn kernel_identity(
-    tree: &KernelTree,
+/// Makefile version; for a module, its kernel build directory's), and the build-id of `vmlinux`
+/// when one is given. For a module, also its name and the build-id of its built `.ko` when
+/// known. The returned strings are warnings for the user (no build-id).
+pub fn kernel_identity<'t>(
+    tree: impl Into<SourceTree<'t>>,
     vmlinux: Option<&Path>,
 ) -> Result<(KernelIdentity, Vec<String>), AnalyzeError> {
-    let release = tree
-        .kernel_release()
-        .map(str::to_owned)
-        .unwrap_or_else(|| tree.version().to_string());
+    let tree = tree.into();
+    let release = tree.release();
     let mut warnings = Vec::new();
     let build_id = match vmlinux {
         Some(path) => {
@@ -37,6 +37,8 @@ pub fn kernel_identity(
             }
             id
         }
+        // A module's sites are in the module; the runtime tells its builds apart by the .ko.
+        None if tree.module().is_some() => None,
         None => {
             warnings.push(format!(
                 "no debug vmlinux for {release} (give --vmlinux): the plan names the release \
@@ -45,7 +47,44 @@ pub fn kernel_identity(
             None
         }
     };
-    Ok((KernelIdentity { release, build_id }, warnings))
+    let module = match tree.module() {
+        None => None,
+        Some(module) => {
+            let build_id = match module.built_module() {
+                Some(ko) => {
+                    let id = read_build_id(&ko.path)?;
+                    if id.is_none() {
+                        warnings.push(format!(
+                            "{} has no .note.gnu.build-id: the plan names module {} only",
+                            ko.path.display(),
+                            module.name()
+                        ));
+                    }
+                    id
+                }
+                None => {
+                    warnings.push(format!(
+                        "no built {name}.ko (give --module-ko): the plan names module {name} \
+                         only, so the runtime cannot tell two builds of it apart",
+                        name = module.name()
+                    ));
+                    None
+                }
+            };
+            Some(ModuleIdentity {
+                name: module.name().to_owned(),
+                build_id,
+            })
+        }
+    };
+    Ok((
+        KernelIdentity {
+            release,
+            build_id,
+            module,
+        },
+        warnings,
+    ))
 }
 
 /// The GNU build-id note of an ELF file, `None` when it has none.

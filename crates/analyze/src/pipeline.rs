@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use kernelx_kbuild::{
-    ChangeSummary, Discovery, KernelTree, Progress, VariantOptions, VariantSet, closer_values,
+    ChangeSummary, Discovery, Progress, SourceTree, VariantOptions, VariantSet, closer_values,
     discover,
 };
 use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind};
@@ -72,12 +72,13 @@ impl AnalyzeOptions {
 /// Builds the plan of one tunable: every site with its recipe, probes and safe span, or an
 /// error naming the first seed that cannot be synthesized or every code effect SIE cannot
 /// cover. Never a partial plan.
-pub fn analyze(
-    tree: &KernelTree,
+pub fn analyze<'t>(
+    tree: impl Into<SourceTree<'t>>,
     tunable: &Tunable,
     options: &AnalyzeOptions,
     progress: &dyn Progress,
 ) -> Result<TunablePlan, AnalyzeError> {
+    let tree = tree.into();
     let mut attempt = tunable.clone();
     let mut picked = None;
     let mut dropped: Vec<[i64; 3]> = Vec::new();
@@ -111,7 +112,7 @@ pub fn analyze(
 
 /// Discovers the affected units, checks the exclusions against them, and builds.
 fn build(
-    tree: &KernelTree,
+    tree: SourceTree<'_>,
     tunable: &Tunable,
     options: &AnalyzeOptions,
     progress: &dyn Progress,
@@ -376,6 +377,7 @@ fn finish(
         kernelx_plan::KernelIdentity {
             release: String::new(),
             build_id: None,
+            module: None,
         },
         vec![plan.clone()],
     )

@@ -52,11 +52,19 @@ When the constant changes code no probe can patch in some unit (e.g. it sizes an
 there), the build fails naming it. --exclude-unit UNIT then tunes the constant in the other
 units and leaves UNIT at the compiled value; the plan records what stays untuned there.
 
+Constants of an out-of-tree module are analysed the same way: give the module's source
+directory (with its Kbuild or Makefile) as --module-dir, and as --kernel-dir the kernel build
+directory the module is built against (/lib/modules/<release>/build, or
+/usr/src/linux-headers-<release>). Macro names are then looked up in the module's sources.
+
 Examples:
   kernelx build pipe.toml --kernel-dir /usr/src/linux-source-6.12
   KERNEL_DIR=/usr/src/linux-source-6.12 kernelx build tunables/6.12.toml -o plans/
   kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --json
-  kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --exclude-unit kernel/trace/trace.c")]
+  kernelx build PIPE_DEF_BUFFERS --kernel-dir ~/src/linux --exclude-unit kernel/trace/trace.c
+  kernelx build KX_TARGET_ADD --module-dir tests/target-module \\
+      --kernel-dir /usr/src/linux-headers-6.12.117+deb12-cloud-amd64 \\
+      --module-ko tests/target-module/build/kx_target.ko")]
     Build(BuildArgs),
 
     /// Build a plan and load it: `build` followed by `load`.
@@ -209,6 +217,15 @@ pub struct BuildArgs {
     /// /usr/lib/debug/boot/vmlinux-<release>, when present).
     #[arg(long, value_name = "FILE")]
     pub vmlinux: Option<PathBuf>,
+    /// Analyse an out-of-tree kernel module instead of the kernel: its source directory (the
+    /// one holding its Kbuild or Makefile). --kernel-dir is then the kernel build directory
+    /// the module is built against.
+    #[arg(long, value_name = "DIR")]
+    pub module_dir: Option<PathBuf>,
+    /// With --module-dir: the built module, for its build-id and to check that it was built
+    /// for that kernel (default: <module dir>/<name>.ko, when present).
+    #[arg(long, value_name = "FILE", requires = "module_dir")]
+    pub module_ko: Option<PathBuf>,
     /// Write one plan file holding every selected tunable here, instead of one file per
     /// tunable in the plan store ($KERNELX_PLANS, default ~/.local/share/kernelx/plans).
     #[arg(short, long, value_name = "PATH")]

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use kernelx_analyze::{AnalyzeOptions, analyze, default_vmlinux, kernel_identity, render_report};
-use kernelx_kbuild::{BuiltUnits, Cache, KernelTree, Toolchain, VariantOptions};
+use kernelx_kbuild::{
+    BuiltUnits, Cache, KernelTree, ModuleTree, SourceTree, Toolchain, VariantOptions,
+};
 use kernelx_plan::Plan;
 use kernelx_spec::{EnvOverrides, Parsed, Tunable, TunableSource, from_argument};
 
@@ -20,44 +22,77 @@ pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
     let parsed = check_spec(args, err)?;
     let tunables: Vec<&Tunable> = selected(args, &parsed).collect();
     let Some(dir) = parsed.spec.kernel_dir.clone() else {
+        if let Some(module_dir) = &args.module_dir {
+            bail!(
+                "no kernel build directory to build the module in {} against: give --kernel-dir \
+                 DIR, e.g. /lib/modules/<release>/build or /usr/src/linux-headers-<release>",
+                module_dir.display()
+            );
+        }
         bail!(
             "no kernel source tree: give --kernel-dir DIR (or set KERNEL_DIR, or `kernel_dir` in \
              the spec) pointing at the source of the running kernel, prepared with `make prepare`"
         );
     };
-    let tree = KernelTree::open(&dir)
-        .with_context(|| format!("opening the kernel tree {}", dir.display()))?;
-    let release = tree
-        .kernel_release()
-        .map_or_else(|| tree.version().to_string(), str::to_owned);
-    let vmlinux: Option<PathBuf> = match &args.vmlinux {
-        Some(v) => Some(v.clone()),
-        None => Some(default_vmlinux(&release)).filter(|p| p.is_file()),
-    };
-    let built = match &vmlinux {
-        Some(v) => BuiltUnits::from_debug_info(&[v.as_path()])
-            .with_context(|| format!("reading the units of {}", v.display()))?,
-        None => BuiltUnits::Unrestricted,
-    };
-    let (kernel, identity_warnings) = kernel_identity(&tree, vmlinux.as_deref())?;
+    let toolchain = Toolchain::debian_gcc12();
+    let cache = Cache::from_env().context("opening the build cache")?;
+    let (kernel_tree, module_tree);
+    let (tree, built, vmlinux): (SourceTree<'_>, BuiltUnits, Option<PathBuf>) =
+        match &args.module_dir {
+            Some(module_dir) => {
+                module_tree = ModuleTree::open(
+                    module_dir,
+                    &dir,
+                    args.module_ko.as_deref(),
+                    &toolchain,
+                    &cache,
+                )
+                .with_context(|| {
+                    format!(
+                        "opening the module in {} against the kernel build directory {}",
+                        module_dir.display(),
+                        dir.display()
+                    )
+                })?;
+                // The module's units are its own; a --vmlinux only adds the kernel's build-id.
+                let built = module_tree.units().clone();
+                (SourceTree::from(&module_tree), built, args.vmlinux.clone())
+            }
+            None => {
+                kernel_tree = KernelTree::open(&dir)
+                    .with_context(|| format!("opening the kernel tree {}", dir.display()))?;
+                let tree = SourceTree::from(&kernel_tree);
+                let vmlinux = match &args.vmlinux {
+                    Some(v) => Some(v.clone()),
+                    None => Some(default_vmlinux(&tree.release())).filter(|p| p.is_file()),
+                };
+                let built = match &vmlinux {
+                    Some(v) => BuiltUnits::from_debug_info(&[v.as_path()])
+                        .with_context(|| format!("reading the units of {}", v.display()))?,
+                    None => BuiltUnits::Unrestricted,
+                };
+                (tree, built, vmlinux)
+            }
+        };
+    let (kernel, identity_warnings) = kernel_identity(tree, vmlinux.as_deref())?;
     for w in &identity_warnings {
         writeln!(err, "warning: {w}")?;
     }
     let options = AnalyzeOptions {
         exclude_units: args.exclude_units.clone(),
         ..AnalyzeOptions::new(VariantOptions {
-            toolchain: Toolchain::debian_gcc12(),
+            toolchain,
             jobs: args.jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
             }),
-            cache: Cache::from_env().context("opening the build cache")?,
+            cache,
             built,
         })
     };
     let mut plans = Vec::new();
     for tunable in tunables {
         let progress = BuildProgress::new(&tunable.name);
-        let result = analyze(&tree, tunable, &options, &progress);
+        let result = analyze(tree, tunable, &options, &progress);
         progress.finish();
         plans.push(result.with_context(|| format!("building {}", tunable.name))?);
     }

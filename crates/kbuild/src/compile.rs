@@ -41,11 +41,16 @@ use crate::{KbuildError, KernelTree, shell};
 /// kbuild's compile command for one object of a tree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CompileCommand {
+    /// The top of the source tree that `source` and `object` are relative to: the kernel
+    /// tree, or an external module's directory.
+    pub tree: PathBuf,
     /// The source, relative to the tree: `fs/pipe.c`.
     pub source: PathBuf,
     /// The object, relative to the tree: `fs/pipe.o`.
     pub object: PathBuf,
-    /// The compiler invocation exactly as kbuild runs it, in the tree's top directory.
+    /// The compiler invocation exactly as kbuild runs it: in the kernel tree's top directory,
+    /// or for a module in the kernel build directory (then its paths into the module are
+    /// absolute).
     pub command: CommandLine,
     /// Steps kbuild runs on the fresh object before it is final (`objtool` when the
     /// configuration checks each object rather than vmlinux as a whole); usually empty.
@@ -60,7 +65,7 @@ pub fn object_for(source: &Path) -> PathBuf {
 /// The `make -n` command that prints the compile commands of `sources`' objects.
 ///
 /// `scratch` receives kbuild's compiler probes (`TMPOUT`); see the module documentation. The
-/// command is not yet guarded against writes (that is [`read_only_tree`]).
+/// command is not yet guarded against writes (that is `read_only_dirs`).
 pub fn dry_run_command(
     tree: &KernelTree,
     toolchain: &Toolchain,
@@ -131,6 +136,7 @@ fn parse_recipe(line: &str, tree: &Path, source: &Path, object: &Path) -> Option
         .map(|w| to_command_line(w, tree))
         .collect();
     Some(CompileCommand {
+        tree: tree.to_owned(),
         source: source.to_owned(),
         object: object.to_owned(),
         command: to_command_line(&commands[n], tree),
@@ -139,7 +145,7 @@ fn parse_recipe(line: &str, tree: &Path, source: &Path, object: &Path) -> Option
 }
 
 /// The command kbuild saved for a built object, from `<dir>/.<name>.o.cmd`.
-fn saved_command(tree: &Path, source: &Path) -> Option<CompileCommand> {
+pub(crate) fn saved_command(tree: &Path, source: &Path) -> Option<CompileCommand> {
     let object = object_for(source);
     let name = object.file_name()?.to_str()?;
     let cmd_file = tree
@@ -182,7 +188,10 @@ pub fn compile_commands(
         let key = fingerprint(tree, toolchain, source);
         match cache.read_memo::<StoredCommand>(MEMO_KIND, &key) {
             Some(stored) if stored.source == *source => {
-                known.insert(source.clone(), stored.into_command(tree.path()));
+                known.insert(
+                    source.clone(),
+                    stored.into_command(tree.path(), tree.path()),
+                );
             }
             _ => missing.push(source.clone()),
         }
@@ -191,36 +200,8 @@ pub fn compile_commands(
     if !missing.is_empty() {
         let scratch = cache.scratch()?;
         let make = dry_run_command(tree, toolchain, scratch.path(), &missing);
-        let make = match read_only_tree(tree.path(), &make) {
-            Some(guarded) => guarded,
-            None => {
-                check_config_fresh(tree, &make)?;
-                make
-            }
-        };
-        let mut command = make.to_command();
-        // A make above us (cargo under make, CI) must not hand its jobserver or flags down.
-        for var in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"] {
-            command.env_remove(var);
-        }
-        let output = command.output().map_err(|source| KbuildError::Spawn {
-            command: make.clone(),
-            source,
-        })?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail = || {
-            let lines: Vec<&str> = stderr.lines().collect();
-            lines[lines.len().saturating_sub(10)..].join("\n")
-        };
-        if stderr.contains("Read-only file system") {
-            return Err(KbuildError::TreeOutOfDate {
-                tree: tree.path().to_owned(),
-                command: make.clone(),
-                stderr_tail: tail(),
-            });
-        }
-        let mut parsed = parse_dry_run(&stdout, tree.path(), &missing);
+        let (make, output) = run_dry_run(make, &[tree.path()], tree.path())?;
+        let mut parsed = parse_dry_run(&output.stdout, tree.path(), &missing);
         for source in &missing {
             let Some(found) = parsed
                 .remove(source)
@@ -229,7 +210,7 @@ pub fn compile_commands(
                 return Err(KbuildError::NoCompileCommand {
                     object: object_for(source),
                     command: make,
-                    stderr_tail: tail(),
+                    stderr_tail: output.stderr_tail,
                 });
             };
             cache.write_memo(MEMO_KIND, &keys[source], &StoredCommand::from(&found))?;
@@ -244,24 +225,80 @@ pub fn compile_commands(
 
 const MEMO_KIND: &str = "kbuild-command";
 
-/// `make` wrapped to run with `tree` mounted read-only in a private mount namespace, or `None`
-/// when this process cannot create one (no `unshare`, no user namespaces).
-pub fn read_only_tree(tree: &Path, make: &CommandLine) -> Option<CommandLine> {
-    // A bind mount of the canonical path covers every way make names files in the tree.
-    let tree = tree.canonicalize().ok()?;
-    Some(guard_command(namespace_prefix()?, &tree, make))
+/// What a `make -n` printed.
+pub(crate) struct DryRun {
+    pub(crate) stdout: String,
+    /// The last lines of its standard error.
+    pub(crate) stderr_tail: String,
 }
 
-/// `make` under `unshare <prefix> sh -c <mount tree read-only, exec the rest>`.
-fn guard_command(prefix: &[&str], tree: &Path, make: &CommandLine) -> CommandLine {
+/// Runs `make` (a `make -n`) with `read_only` mounted read-only (see the module documentation),
+/// or, without namespaces, after checking that `config_root`'s configuration is fresh. Returns
+/// the command as run and its output.
+pub(crate) fn run_dry_run(
+    make: CommandLine,
+    read_only: &[&Path],
+    config_root: &Path,
+) -> Result<(CommandLine, DryRun), KbuildError> {
+    let make = match read_only_dirs(read_only, &make) {
+        Some(guarded) => guarded,
+        None => {
+            check_config_fresh(config_root, &make)?;
+            make
+        }
+    };
+    let mut command = make.to_command();
+    // A make above us (cargo under make, CI) must not hand its jobserver or flags down.
+    for var in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"] {
+        command.env_remove(var);
+    }
+    let output = command.output().map_err(|source| KbuildError::Spawn {
+        command: make.clone(),
+        source,
+    })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let stderr_tail = lines[lines.len().saturating_sub(10)..].join("\n");
+    if stderr.contains("Read-only file system") {
+        return Err(KbuildError::TreeOutOfDate {
+            tree: config_root.to_owned(),
+            command: make,
+            stderr_tail,
+        });
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    Ok((
+        make,
+        DryRun {
+            stdout,
+            stderr_tail,
+        },
+    ))
+}
+
+/// `make` wrapped to run with `dirs` mounted read-only in a private mount namespace, or `None`
+/// when this process cannot create one (no `unshare`, no user namespaces).
+pub fn read_only_dirs(dirs: &[&Path], make: &CommandLine) -> Option<CommandLine> {
+    // A bind mount of the canonical path covers every way make names files in the tree.
+    let dirs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.canonicalize())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(guard_command(namespace_prefix()?, &dirs, make))
+}
+
+/// `make` under `unshare <prefix> sh -c <mount dirs read-only, exec the rest>`.
+fn guard_command(prefix: &[&str], dirs: &[PathBuf], make: &CommandLine) -> CommandLine {
     let mut args: Vec<OsString> = prefix.iter().map(OsString::from).collect();
     args.extend([
         "sh".into(),
         "-c".into(),
         GUARD_SCRIPT.into(),
         "kernelx-read-only".into(),
-        tree.into(),
     ]);
+    args.extend(dirs.iter().map(OsString::from));
+    args.push("--".into());
     args.push(make.program.clone());
     args.extend(make.args.iter().cloned());
     let mut guarded = CommandLine::new("unshare", args);
@@ -269,11 +306,10 @@ fn guard_command(prefix: &[&str], tree: &Path, make: &CommandLine) -> CommandLin
     guarded
 }
 
-/// Mounts `$1` read-only over itself, then runs the rest of the arguments. The working
-/// directory is entered again by name: one inherited from before the mount would still be the
-/// writable one.
-const GUARD_SCRIPT: &str =
-    r#"mount --bind -o ro -- "$1" "$1" && cd -- "$(pwd)" || exit 97; shift; exec "$@""#;
+/// Mounts each argument before `--` read-only over itself, then runs the arguments after it.
+/// The working directory is entered again by name: one inherited from before the mount would
+/// still be the writable one.
+const GUARD_SCRIPT: &str = r#"while [ "$1" != -- ]; do mount --bind -o ro -- "$1" "$1" || exit 97; shift; done; shift; cd -- "$(pwd)" || exit 97; exec "$@""#;
 
 /// The `unshare` options that work here, probed once per process.
 fn namespace_prefix() -> Option<&'static [&'static str]> {
@@ -287,7 +323,7 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
                 .args(*prefix)
                 .args(["sh", "-c", GUARD_SCRIPT, "kernelx-probe"])
                 .arg(&probe_dir)
-                .arg("true")
+                .args(["--", "true"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status()
@@ -298,8 +334,7 @@ fn namespace_prefix() -> Option<&'static [&'static str]> {
 
 /// Without a read-only mount: refuses a tree whose `.config` is newer than the configuration
 /// kbuild derived from it, since `make -n` would rewrite that.
-fn check_config_fresh(tree: &KernelTree, make: &CommandLine) -> Result<(), KbuildError> {
-    let root = tree.path();
+fn check_config_fresh(root: &Path, make: &CommandLine) -> Result<(), KbuildError> {
     let modified = |p: &str| {
         std::fs::metadata(root.join(p))
             .and_then(|m| m.modified())
@@ -354,6 +389,12 @@ fn fingerprint(tree: &KernelTree, toolchain: &Toolchain, source: &Path) -> Strin
             None => h.str("-"),
         };
     }
+    hash_build_env(&mut h);
+    h.finish()
+}
+
+/// Adds the environment variables kbuild reads flags from to a memo key.
+pub(crate) fn hash_build_env(h: &mut KeyHasher) {
     for var in [
         "KCFLAGS",
         "KCPPFLAGS",
@@ -365,13 +406,12 @@ fn fingerprint(tree: &KernelTree, toolchain: &Toolchain, source: &Path) -> Strin
     ] {
         h.str(var).str(std::env::var_os(var).unwrap_or_default());
     }
-    h.finish()
 }
 
 /// The cache's form of a [`CompileCommand`]: arguments as strings (kbuild's are UTF-8), the
 /// tree left out (it is part of the key).
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredCommand {
+pub(crate) struct StoredCommand {
     source: PathBuf,
     object: PathBuf,
     command: Vec<String>,
@@ -396,12 +436,14 @@ impl From<&CompileCommand> for StoredCommand {
 }
 
 impl StoredCommand {
-    fn into_command(self, tree: &Path) -> CompileCommand {
+    /// The command, run in `dir`, of a source of `tree`.
+    pub(crate) fn into_command(self, dir: &Path, tree: &Path) -> CompileCommand {
         CompileCommand {
+            tree: tree.to_owned(),
             source: self.source,
             object: self.object,
-            command: to_command_line(&self.command, tree),
-            post: self.post.iter().map(|w| to_command_line(w, tree)).collect(),
+            command: to_command_line(&self.command, dir),
+            post: self.post.iter().map(|w| to_command_line(w, dir)).collect(),
         }
     }
 }
@@ -540,7 +582,11 @@ set -e;  echo '  AS      arch/x86/entry/entry_64.o'; x86_64-linux-gnu-gcc-12 -Wp
     fn the_guard_mounts_the_tree_read_only_then_runs_make() {
         let make =
             CommandLine::new("make", vec!["-C".into(), "/t".into(), "-n".into()]).in_dir("/w");
-        let guarded = guard_command(&["--mount", "--map-root-user"], Path::new("/t"), &make);
+        let guarded = guard_command(
+            &["--mount", "--map-root-user"],
+            &[PathBuf::from("/t"), PathBuf::from("/m")],
+            &make,
+        );
         assert_eq!(guarded.program, "unshare");
         assert_eq!(guarded.dir.as_deref(), Some(Path::new("/w")));
         let args: Vec<&str> = guarded.args.iter().map(|a| a.to_str().unwrap()).collect();
@@ -554,6 +600,8 @@ set -e;  echo '  AS      arch/x86/entry/entry_64.o'; x86_64-linux-gnu-gcc-12 -Wp
                 GUARD_SCRIPT,
                 "kernelx-read-only",
                 "/t",
+                "/m",
+                "--",
                 "make",
                 "-C",
                 "/t",
@@ -570,7 +618,7 @@ set -e;  echo '  AS      arch/x86/entry/entry_64.o'; x86_64-linux-gnu-gcc-12 -Wp
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         let write =
             CommandLine::new("sh", vec!["-c".into(), "echo y > f".into()]).in_dir(dir.path());
-        let Some(guarded) = read_only_tree(dir.path(), &write) else {
+        let Some(guarded) = read_only_dirs(&[dir.path()], &write) else {
             eprintln!("no mount namespaces here; the unguarded path is used");
             return;
         };
@@ -579,7 +627,7 @@ set -e;  echo '  AS      arch/x86/entry/entry_64.o'; x86_64-linux-gnu-gcc-12 -Wp
         assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"x");
         let read = CommandLine::new("cat", vec!["f".into()]).in_dir(dir.path());
-        let out = read_only_tree(dir.path(), &read).unwrap().run().unwrap();
+        let out = read_only_dirs(&[dir.path()], &read).unwrap().run().unwrap();
         assert_eq!(out.stdout, b"x");
     }
 
@@ -590,6 +638,9 @@ set -e;  echo '  AS      arch/x86/entry/entry_64.o'; x86_64-linux-gnu-gcc-12 -Wp
         let stored = StoredCommand::from(&command);
         let json = serde_json::to_string(&stored).unwrap();
         let back: StoredCommand = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.into_command(Path::new("/tree")), command);
+        assert_eq!(
+            back.into_command(Path::new("/tree"), Path::new("/tree")),
+            command
+        );
     }
 }

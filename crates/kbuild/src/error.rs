@@ -23,6 +23,33 @@ pub enum KbuildError {
         reason: String,
     },
 
+    /// The directory is not an external module's (no `Kbuild`/`Makefile`, no module objects).
+    #[error("{}: not an external module directory: {reason}", path.display())]
+    NotAModule {
+        /// The directory that was given.
+        path: PathBuf,
+        /// What is wrong, and what to pass instead.
+        reason: String,
+    },
+
+    /// The directory is not a prepared kernel build directory (KDIR) to build modules against.
+    #[error("{}: not a kernel build directory: {reason}", path.display())]
+    NotAKernelBuildDir {
+        /// The directory that was given.
+        path: PathBuf,
+        /// What is missing, and what to pass instead.
+        reason: String,
+    },
+
+    /// A built module (`.ko`) is not the module, or not for the kernel, being analysed.
+    #[error("{}: {reason}", ko.display())]
+    ModuleMismatch {
+        /// The `.ko` file.
+        ko: PathBuf,
+        /// What differs, and what to do.
+        reason: String,
+    },
+
     /// A file could not be read.
     #[error("cannot read {}", path.display())]
     Read {

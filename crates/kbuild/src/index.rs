@@ -474,7 +474,7 @@ pub(crate) fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), KbuildError> {
+pub(crate) fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), KbuildError> {
     let dir = root.join(rel);
     let entries = std::fs::read_dir(&dir).map_err(|source| KbuildError::Read {
         path: dir.clone(),

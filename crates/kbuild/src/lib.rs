@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod index;
 mod jobs;
+mod module;
 mod overlay;
 mod progress;
 mod shell;
@@ -31,9 +32,10 @@ pub use config::{
 };
 pub use error::KbuildError;
 pub use index::{Include, IncludeKind, TreeIndex, Via};
+pub use module::{BuiltModule, ModuleTree};
 pub use overlay::{Action, Overlay, variant_command};
 pub use progress::{Event, NoProgress, Progress, Stage};
-pub use tree::{KernelTree, KernelVersion};
+pub use tree::{KernelTree, KernelVersion, SourceTree};
 pub use units::BuiltUnits;
 pub use variants::{
     BuildStats, Discovery, DiscoveryReport, VariantOptions, VariantSet, VariantUnit,

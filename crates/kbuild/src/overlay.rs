@@ -198,7 +198,7 @@ pub fn variant_command(
         Action::Preprocess { output, depfile } => (output, depfile, true),
         Action::Compile { output, depfile } => (output, depfile, false),
     };
-    let tree = cmd.command.dir.as_deref().unwrap_or(Path::new("."));
+    let cwd = cmd.command.dir.as_deref().unwrap_or(Path::new("."));
     let source = cmd.source.as_os_str();
     let mut args: Vec<OsString> = Vec::with_capacity(cmd.command.args.len() + 4);
     let mut depfile_arg = OsString::from("-Wp,-MD,");
@@ -218,7 +218,8 @@ pub fn variant_command(
             args.push(output.into());
         } else if arg == "-c" && preprocess {
             args.push("-E".into());
-        } else if arg == source || Path::new(arg) == tree.join(&cmd.source) {
+        } else if (arg == source && cmd.tree == cwd) || Path::new(arg) == cmd.tree.join(&cmd.source)
+        {
             match overlay.filter(|o| o.contains(&cmd.source)) {
                 Some(o) => args.push(o.root.join(&cmd.source).into()),
                 None => args.push(arg.clone()),
@@ -226,7 +227,7 @@ pub fn variant_command(
         } else if let Some(o) = overlay
             && let Some((flag, dir, joined)) = include_dir_flag(arg, iter.peek().copied())
         {
-            let rel = tree_relative(tree, Path::new(&dir));
+            let rel = tree_relative(&cmd.tree, &cwd.join(&dir));
             if let Some(rel) = rel.filter(|r| o.covers(r)) {
                 push_dir_flag(&mut args, &flag, &o.root.join(&rel), joined);
             }
@@ -239,7 +240,7 @@ pub fn variant_command(
         } else if let Some(o) = overlay
             && arg == "-include"
             && let Some(file) = iter.peek()
-            && let Some(rel) = tree_relative(tree, Path::new(file))
+            && let Some(rel) = tree_relative(&cmd.tree, &cwd.join(file))
             && o.contains(&rel)
         {
             iter.next();
@@ -250,9 +251,15 @@ pub fn variant_command(
         }
     }
     if let Some(o) = overlay {
+        // `__FILE__` of an overlaid file reads as kbuild's: tree-relative in a kernel tree,
+        // absolute in a module's directory (kbuild names module sources by absolute path).
         let mut map = OsString::from("-fmacro-prefix-map=");
         map.push(&o.root);
         map.push("/=");
+        if cmd.tree != cwd {
+            map.push(&cmd.tree);
+            map.push("/");
+        }
         args.push(map);
     }
     let mut rewritten = CommandLine::new(cmd.command.program.clone(), args);
@@ -288,7 +295,8 @@ fn push_dir_flag(args: &mut Vec<OsString>, flag: &str, dir: &Path, joined: bool)
     }
 }
 
-/// A path from a command run in `tree`, relative to the tree; `None` if it is outside.
+/// A path relative to `tree`, absolute or (as kbuild's commands name them) relative to the
+/// tree itself; `None` if it is outside.
 fn tree_relative(tree: &Path, path: &Path) -> Option<PathBuf> {
     if path.is_absolute() {
         normalize(path.strip_prefix(tree).ok()?)
@@ -334,6 +342,7 @@ mod tests {
             "fs/pipe.c",
         ];
         CompileCommand {
+            tree: "/tree".into(),
             source: "fs/pipe.c".into(),
             object: "fs/pipe.o".into(),
             command: CommandLine::new("gcc", args.iter().map(OsString::from).collect())
@@ -445,6 +454,64 @@ mod tests {
                 "-fmacro-prefix-map=/c/ov/=",
             ]
         );
+    }
+
+    /// A module's command runs in the kernel build directory and names module files by
+    /// absolute path; relative paths in it belong to the kernel build directory.
+    #[test]
+    fn a_module_command_is_rewritten_by_absolute_path() {
+        let args = [
+            "-Wp,-MMD,/m/.kx.o.d",
+            "-I./include",
+            "-I/m/inc",
+            "-DKBUILD_MODNAME=\"kx\"",
+            "-c",
+            "-o",
+            "/m/kx.o",
+            "/m/kx.c",
+        ];
+        let cmd = CompileCommand {
+            tree: "/m".into(),
+            source: "kx.c".into(),
+            object: "kx.o".into(),
+            command: CommandLine::new("gcc", args.iter().map(OsString::from).collect())
+                .in_dir("/kdir"),
+            post: Vec::new(),
+        };
+        let overlay = Overlay::at(
+            "/c/ov",
+            [
+                (PathBuf::from("kx.c"), true),
+                (PathBuf::from("inc/kx.h"), false),
+                (PathBuf::from("include/x.h"), false),
+            ]
+            .into(),
+        );
+        let out = variant_command(
+            &cmd,
+            Some(&overlay),
+            Action::Compile {
+                output: Path::new("/s/1.o"),
+                depfile: Path::new("/s/1.d"),
+            },
+        );
+        assert_eq!(
+            strings(&out),
+            [
+                "-Wp,-MD,/s/1.d",
+                // ./include is the kernel's, not the module's include/.
+                "-I./include",
+                "-I/c/ov/inc",
+                "-I/m/inc",
+                "-DKBUILD_MODNAME=\"kx\"",
+                "-c",
+                "-o",
+                "/s/1.o",
+                "/c/ov/kx.c",
+                "-fmacro-prefix-map=/c/ov/=/m/",
+            ]
+        );
+        assert_eq!(out.dir.as_deref(), Some(Path::new("/kdir")));
     }
 
     #[test]

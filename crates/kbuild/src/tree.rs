@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::{KbuildError, KernelConfig};
+use crate::{KbuildError, KernelConfig, ModuleTree};
 
 /// A kernel version as the top Makefile states it (`VERSION`, `PATCHLEVEL`, `SUBLEVEL`,
 /// `EXTRAVERSION`).
@@ -129,6 +129,58 @@ impl KernelTree {
     /// Its `include/config/kernel.release`, when the tree is prepared.
     pub fn kernel_release(&self) -> Option<&str> {
         self.kernel_release.as_deref()
+    }
+}
+
+/// What variant builds run on: the kernel's source tree, or an external module's directory
+/// built against a kernel build directory. Both are "trees": sources found, edited and built
+/// the same way; they differ in where kbuild's commands and the list of built units come from.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceTree<'a> {
+    /// A kernel source tree.
+    Kernel(&'a KernelTree),
+    /// An external module.
+    Module(&'a ModuleTree),
+}
+
+impl SourceTree<'_> {
+    /// The top of the sources.
+    pub fn path(&self) -> &Path {
+        match self {
+            SourceTree::Kernel(tree) => tree.path(),
+            SourceTree::Module(module) => module.path(),
+        }
+    }
+
+    /// The kernel release the code is built for: the tree's `kernel.release` (else its
+    /// Makefile version), or the module's kernel build directory's.
+    pub fn release(&self) -> String {
+        match self {
+            SourceTree::Kernel(tree) => tree
+                .kernel_release()
+                .map_or_else(|| tree.version().to_string(), str::to_owned),
+            SourceTree::Module(module) => module.release().to_owned(),
+        }
+    }
+
+    /// The module, when this is one.
+    pub fn module(&self) -> Option<&ModuleTree> {
+        match self {
+            SourceTree::Kernel(_) => None,
+            SourceTree::Module(module) => Some(module),
+        }
+    }
+}
+
+impl<'a> From<&'a KernelTree> for SourceTree<'a> {
+    fn from(tree: &'a KernelTree) -> Self {
+        SourceTree::Kernel(tree)
+    }
+}
+
+impl<'a> From<&'a ModuleTree> for SourceTree<'a> {
+    fn from(module: &'a ModuleTree) -> Self {
+        SourceTree::Module(module)
     }
 }
 

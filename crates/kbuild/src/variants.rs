@@ -32,7 +32,7 @@ use crate::jobs::run_parallel;
 use crate::overlay::{Action, Overlay, bypassed, variant_command};
 use crate::progress::{Event, Progress, Stage};
 use crate::units::BuiltUnits;
-use crate::{CommandLine, KbuildError, KernelTree, Toolchain};
+use crate::{CommandLine, KbuildError, SourceTree, Toolchain};
 
 /// How to build variants.
 #[derive(Debug, Clone)]
@@ -43,7 +43,8 @@ pub struct VariantOptions {
     pub jobs: NonZeroUsize,
     /// Where objects, overlays and memos go.
     pub cache: Cache,
-    /// Which units this kernel is built from.
+    /// Which units this kernel is built from. A module's units are its own
+    /// ([`crate::ModuleTree::units`]); this applies to kernel trees only.
     pub built: BuiltUnits,
 }
 
@@ -190,8 +191,8 @@ impl Discovery {
 /// # Errors
 ///
 /// Those of both steps.
-pub fn build_variants(
-    tree: &KernelTree,
+pub fn build_variants<'t>(
+    tree: impl Into<SourceTree<'t>>,
     tunable: &Tunable,
     options: &VariantOptions,
     progress: &dyn Progress,
@@ -208,15 +209,17 @@ pub fn build_variants(
 /// built ([`KbuildError::NotBuilt`]), nothing changes ([`KbuildError::NoAffectedUnits`]), the
 /// overlay is bypassed ([`KbuildError::OverlayBypassed`]), or make/gcc fail (their command and
 /// stderr).
-pub fn discover(
-    tree: &KernelTree,
+pub fn discover<'t>(
+    tree: impl Into<SourceTree<'t>>,
     tunable: &Tunable,
     options: &VariantOptions,
     progress: &dyn Progress,
 ) -> Result<Discovery, KbuildError> {
+    let tree = tree.into();
     let root = tree.path();
+    let built_units = tree.built(options);
     let mut report = DiscoveryReport {
-        built_origin: options.built.origin(),
+        built_origin: built_units.origin(),
         ..DiscoveryReport::default()
     };
     let identifier = tunable_identifier(tunable);
@@ -230,30 +233,30 @@ pub fn discover(
         // command memo, where the Commands stage finds it; a failure here is reported there.
         let speculative = tunable
             .file()
-            .filter(|f| is_unit(f) && options.built.contains(f))
+            .filter(|f| is_unit(f) && built_units.contains(f))
             .map(Path::to_path_buf);
         let index = std::thread::scope(|scope| {
-            if let Some(unit) = speculative {
+            if let (Some(unit), SourceTree::Kernel(kernel)) = (speculative, tree) {
                 scope.spawn(move || {
-                    let _ = compile_commands(tree, &options.toolchain, &[unit], &options.cache);
+                    let _ = compile_commands(kernel, &options.toolchain, &[unit], &options.cache);
                 });
             }
             TreeIndex::scan(
                 root,
                 &options.toolchain.arch,
                 identifier.as_deref(),
-                &options.built,
+                built_units,
                 options.jobs,
             )
         })?;
         let change = SourceChange::resolve(tunable, &index)?;
-        find_candidates(&index, &change, &options.built, report);
+        find_candidates(&index, &change, built_units, report);
         let edited = &change.file;
         if report.built.is_empty() {
-            if is_unit(edited) && !options.built.contains(edited) {
+            if is_unit(edited) && !built_units.contains(edited) {
                 return Err(KbuildError::NotBuilt {
                     file: edited.clone(),
-                    origin: options.built.origin(),
+                    origin: built_units.origin(),
                 });
             }
             return Err(KbuildError::NoAffectedUnits {
@@ -273,7 +276,7 @@ pub fn discover(
 
     let built = report.built.clone();
     let commands = timed(progress, Stage::Commands, 0, &mut report, |_| {
-        compile_commands(tree, &options.toolchain, &built, &options.cache)
+        tree.compile_commands(&options.toolchain, &built, &options.cache)
     })?;
 
     let total = 2 * commands.len();
@@ -369,6 +372,30 @@ pub fn discover(
         preprocessed,
         report,
     })
+}
+
+impl<'t> SourceTree<'t> {
+    /// The units this tree is built from: the kernel's from `options`, a module's own.
+    fn built<'a>(&'a self, options: &'a VariantOptions) -> &'a BuiltUnits {
+        match self {
+            SourceTree::Kernel(_) => &options.built,
+            SourceTree::Module(module) => module.units(),
+        }
+    }
+
+    /// kbuild's commands for `sources`: `make -n` in a kernel tree (memoised), the module's
+    /// commands found when it was opened.
+    fn compile_commands(
+        &self,
+        toolchain: &Toolchain,
+        sources: &[PathBuf],
+        cache: &Cache,
+    ) -> Result<Vec<CompileCommand>, KbuildError> {
+        match self {
+            SourceTree::Kernel(tree) => compile_commands(tree, toolchain, sources, cache),
+            SourceTree::Module(module) => module.compile_commands(sources),
+        }
+    }
 }
 
 /// Runs one stage of discovery: reports its start and end, and records its duration.
@@ -759,7 +786,8 @@ fn compile(
     for post in &cmd.post {
         let mut step = post.clone();
         for arg in &mut step.args {
-            if Path::new(arg) == cmd.object {
+            // A kernel tree's object is named relative to it, a module's by absolute path.
+            if Path::new(arg) == cmd.object || Path::new(arg) == cmd.tree.join(&cmd.object) {
                 *arg = output.clone().into_os_string();
             }
         }

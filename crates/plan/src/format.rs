@@ -22,7 +22,7 @@
 //! ## Plan (the top level)
 //!
 //! * `format_version`: the format's version, [`FORMAT_VERSION`] (2; version 1 had no
-//!   `excluded_unit` kind).
+//!   `excluded_unit` kind nor `kernel.module`).
 //! * `kernel`: the kernel build this plan is for (below). A plan is only valid for that build:
 //!   its sites are offsets and bytes of that build's code.
 //! * `tunables`: the tunables built, each a [`TunablePlan`]; names are distinct.
@@ -33,6 +33,18 @@
 //! * `build_id`: the GNU build-id of that kernel's vmlinux (its `NT_GNU_BUILD_ID` note, also
 //!   in `/sys/kernel/notes` of the running kernel), or `null` when the build did not know it.
 //!   Two kernels with the same release can differ; the build-id tells them apart.
+//! * `module`: present when the plan is for a loadable module rather than vmlinux
+//!   ([`ModuleIdentity`]); omitted for vmlinux. Every site's `function` is then a function of
+//!   that module (in kallsyms, a symbol tagged `[<name>]`), and `unit` is relative to the
+//!   module's source directory. A reader that ignored this field would look the functions up
+//!   in vmlinux; that is why it came with version 2.
+//!   * `name`: the module's name as `lsmod` and `/sys/module/<name>` show it (kbuild's
+//!     `KBUILD_MODNAME`, e.g. `kx_target`).
+//!   * `build_id`: the GNU build-id of the built `.ko` (also in
+//!     `/sys/module/<name>/notes/.note.gnu.build-id` of the loaded module), or `null` when the
+//!     build did not know the `.ko`.
+//!
+//!   `release` stays the kernel's release (the module's `vermagic` names it).
 //!
 //! ## `tunables[]` ([`TunablePlan`])
 //!
@@ -173,6 +185,18 @@ pub struct KernelIdentity {
     /// `uname -r`.
     pub release: String,
     /// The GNU build-id of the kernel's vmlinux, when known.
+    pub build_id: Option<HexBytes>,
+    /// The module the plan is for; `None` for vmlinux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<ModuleIdentity>,
+}
+
+/// The loadable module a plan applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModuleIdentity {
+    /// The module's name (`KBUILD_MODNAME`), as in `/sys/module/<name>`.
+    pub name: String,
+    /// The GNU build-id of the built `.ko`, when known.
     pub build_id: Option<HexBytes>,
 }
 

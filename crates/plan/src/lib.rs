@@ -15,9 +15,9 @@ mod store;
 pub use error::PlanError;
 pub use flags::{Flag, FlagSet};
 pub use format::{
-    CodeRange, ExitKind, FORMAT_VERSION, KernelIdentity, LineRange, Plan, ProbePlacement, SafeSpan,
-    Site, SiteBound, SiteRestriction, SpanExit, SpanOrigin, TunableOutOfRange, TunablePlan,
-    TunableRange, TunableSource, UncoveredEffect, UncoveredKind,
+    CodeRange, ExitKind, FORMAT_VERSION, KernelIdentity, LineRange, ModuleIdentity, Plan,
+    ProbePlacement, SafeSpan, Site, SiteBound, SiteRestriction, SpanExit, SpanOrigin,
+    TunableOutOfRange, TunablePlan, TunableRange, TunableSource, UncoveredEffect, UncoveredKind,
 };
 pub use hex::HexBytes;
 pub use magic::{MagicForm, MagicMismatch};

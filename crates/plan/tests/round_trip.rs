@@ -4,10 +4,10 @@
 
 use kernelx_plan::{
     Address, BoundReason, CodeRange, CombineOp, CompareOp, CriticalSpan, ExitKind, FlagSet, Gpr,
-    Input, IvDomain, KernelIdentity, LineRange, MagicForm, MagicMismatch, MagicPart, Place, Plan,
-    PlanError, ProbePlacement, Recipe, RegOperand, Relation, Restriction, SafeSpan, Segment, Site,
-    SpanExit, SpanOrigin, SynthesisKind, TunablePlan, TunableRange, TunableSource, UncoveredEffect,
-    UncoveredKind, UndoOp, Update, ValueRange, Width,
+    Input, IvDomain, KernelIdentity, LineRange, MagicForm, MagicMismatch, MagicPart,
+    ModuleIdentity, Place, Plan, PlanError, ProbePlacement, Recipe, RegOperand, Relation,
+    Restriction, SafeSpan, Segment, Site, SpanExit, SpanOrigin, SynthesisKind, TunablePlan,
+    TunableRange, TunableSource, UncoveredEffect, UncoveredKind, UndoOp, Update, ValueRange, Width,
 };
 
 fn range(min: i64, max: i64, restriction: Option<Restriction>) -> ValueRange {
@@ -299,6 +299,7 @@ fn everything() -> Plan {
         KernelIdentity {
             release: "6.12.117+deb12-cloud-amd64".to_owned(),
             build_id: None,
+            module: None,
         },
         vec![pattern, empty],
     )
@@ -451,4 +452,31 @@ fn checks_values_against_sites() {
     assert_eq!(err.site.as_deref(), Some("divide"));
     assert!(t.check(21).is_err());
     assert!(plan.tunables[1].check(i64::MIN).is_ok());
+}
+
+/// A module plan names its module and the `.ko`'s build-id, and reads back equal; a vmlinux
+/// plan has no `module` key at all.
+#[test]
+fn a_module_identity_round_trips() {
+    let mut plan = everything();
+    let vmlinux_json = plan.to_json().unwrap();
+    assert!(!vmlinux_json.contains("\"module\""), "{vmlinux_json}");
+
+    plan.kernel.module = Some(ModuleIdentity {
+        name: "kx_target".to_owned(),
+        build_id: Some("2b0c5e1f".parse().unwrap()),
+    });
+    let json = plan.to_json().unwrap();
+    assert!(
+        json.contains(
+            "\"module\": {\n      \"name\": \"kx_target\",\n      \"build_id\": \"2b0c5e1f\"\n    }"
+        ),
+        "{json}"
+    );
+    assert_eq!(Plan::from_json(&json).unwrap(), plan);
+
+    plan.kernel.module.as_mut().unwrap().build_id = None;
+    let json = plan.to_json().unwrap();
+    assert!(json.contains("\"build_id\": null\n    }"), "{json}");
+    assert_eq!(Plan::from_json(&json).unwrap(), plan);
 }

@@ -28,6 +28,21 @@ fn rejects_an_unknown_format_version_naming_both() {
     );
 }
 
+/// Version 1 had no `kernel.module`: a version-1 reader would apply a module's sites to
+/// vmlinux functions of the same name, so version-1 plans are refused by name, and a
+/// version-1 reader refuses version-2 plans the same way.
+#[test]
+fn version_1_plans_are_refused() {
+    assert_eq!(FORMAT_VERSION, 2);
+    let older = EXAMPLE.replacen("\"format_version\": 2,", "\"format_version\": 1,", 1);
+    assert_ne!(older, EXAMPLE);
+    let err = Plan::from_json(&older).unwrap_err();
+    assert!(
+        matches!(err, PlanError::UnsupportedVersion { found: 1, .. }),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn the_version_is_checked_before_the_fields() {
     // A future format may look nothing like this one.

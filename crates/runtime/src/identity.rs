@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kernelx_plan::{HexBytes, KernelIdentity};
+use kernelx_plan::{HexBytes, KernelIdentity, ModuleIdentity};
 use serde::Serialize;
 
 use crate::host::{HostError, HostView};
@@ -117,15 +117,6 @@ impl LiveIdentity {
     }
 }
 
-/// A module a plan's sites are in, as the caller expects it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModuleTarget<'a> {
-    /// The module's name, as in `/proc/modules` and kallsyms' `[name]`.
-    pub name: &'a str,
-    /// The module's GNU build-id, when the plan knows it.
-    pub build_id: Option<&'a HexBytes>,
-}
-
 /// The identity checks a plan passed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -151,12 +142,12 @@ pub struct VerifiedModule {
     pub build_id_compared: bool,
 }
 
-/// Checks that the running kernel (and the module, if any) is the build `expected` names.
+/// Checks that the running kernel (and the module the plan's sites are in, if any) is the
+/// build `expected` names.
 pub fn verify_identity(
     host: &HostView,
     expected: &KernelIdentity,
     live: &LiveIdentity,
-    module: Option<ModuleTarget<'_>>,
 ) -> Result<VerifiedIdentity, IdentityError> {
     if expected.release != live.release {
         return Err(IdentityError::ReleaseMismatch {
@@ -184,7 +175,11 @@ pub fn verify_identity(
                 });
             }
         };
-    let module = module.map(|m| verify_module(host, m)).transpose()?;
+    let module = expected
+        .module
+        .as_ref()
+        .map(|m| verify_module(host, m))
+        .transpose()?;
     Ok(VerifiedIdentity {
         live: live.clone(),
         build_id_compared,
@@ -194,9 +189,9 @@ pub fn verify_identity(
 
 fn verify_module(
     host: &HostView,
-    target: ModuleTarget<'_>,
+    target: &ModuleIdentity,
 ) -> Result<VerifiedModule, IdentityError> {
-    let module = target.name;
+    let module = target.name.as_str();
     // The name becomes a path under /sys/module.
     let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if module.is_empty() || !module.chars().all(valid) {
@@ -211,7 +206,7 @@ fn verify_module(
     }
     let path = PathBuf::from(format!("/sys/module/{module}/notes/.note.gnu.build-id"));
     let live = read_build_id(host, &path)?;
-    let build_id_compared = match BuildIdCheck::of(target.build_id, live.as_ref()) {
+    let build_id_compared = match BuildIdCheck::of(target.build_id.as_ref(), live.as_ref()) {
         BuildIdCheck::Compared(compared) => compared,
         BuildIdCheck::Unconfirmed { plan } => {
             return Err(IdentityError::NoLiveBuildId { path, plan });
@@ -310,18 +305,25 @@ mod tests {
         KernelIdentity {
             release: release.into(),
             build_id: build_id.map(HexBytes::from),
+            module: None,
+        }
+    }
+
+    fn in_module(name: &str, build_id: Option<&[u8]>) -> KernelIdentity {
+        KernelIdentity {
+            module: Some(ModuleIdentity {
+                name: name.into(),
+                build_id: build_id.map(HexBytes::from),
+            }),
+            ..expected(RELEASE, Some(&BUILD_ID))
         }
     }
 
     #[track_caller]
-    fn check(
-        host: &FakeHost,
-        plan: &KernelIdentity,
-        module: Option<ModuleTarget<'_>>,
-    ) -> Result<VerifiedIdentity, IdentityError> {
+    fn check(host: &FakeHost, plan: &KernelIdentity) -> Result<VerifiedIdentity, IdentityError> {
         let view = host.view();
         let live = LiveIdentity::read(&view).unwrap();
-        verify_identity(&view, plan, &live, module)
+        verify_identity(&view, plan, &live)
     }
 
     #[test]
@@ -340,9 +342,9 @@ mod tests {
     fn accepts_the_same_release_and_build_id() {
         let host = FakeHost::new();
         host.kernel(RELEASE, &BUILD_ID);
-        let verified = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap();
+        let verified = check(&host, &expected(RELEASE, Some(&BUILD_ID))).unwrap();
         assert!(verified.build_id_compared);
-        let unknown = check(&host, &expected(RELEASE, None), None).unwrap();
+        let unknown = check(&host, &expected(RELEASE, None)).unwrap();
         assert!(!unknown.build_id_compared);
     }
 
@@ -352,7 +354,7 @@ mod tests {
         let mut other = BUILD_ID;
         other[19] ^= 1;
         host.kernel(RELEASE, &other);
-        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap_err();
+        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID))).unwrap_err();
         let message = err.to_string();
         assert!(
             matches!(err, IdentityError::BuildIdMismatch { .. }),
@@ -372,7 +374,7 @@ mod tests {
     fn names_both_releases_when_they_differ() {
         let host = FakeHost::new();
         host.kernel("6.1.0-28-cloud-amd64", &BUILD_ID);
-        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap_err();
+        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID))).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains(RELEASE) && message.contains("6.1.0-28"),
@@ -385,7 +387,7 @@ mod tests {
         let host = FakeHost::new();
         host.kernel(RELEASE, &BUILD_ID);
         host.write(KERNEL_NOTES, note(b"Linux\0", 0x101, &[6, 0, 0, 0]));
-        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID)), None).unwrap_err();
+        let err = check(&host, &expected(RELEASE, Some(&BUILD_ID))).unwrap_err();
         assert!(
             matches!(err, IdentityError::NoLiveBuildId { .. }),
             "{err:?}"
@@ -410,25 +412,21 @@ mod tests {
             "/sys/module/kx_target/notes/.note.gnu.build-id",
             note(b"GNU\0", 3, &module_id),
         );
-        let plan = expected(RELEASE, Some(&BUILD_ID));
-        let expected_id = HexBytes::from(&module_id[..]);
-        let target = |name, build_id| ModuleTarget { name, build_id };
-        let verified = check(&host, &plan, Some(target("kx_target", Some(&expected_id))))
+        let verified = check(&host, &in_module("kx_target", Some(&module_id)))
             .unwrap()
             .module
             .unwrap();
         assert!(verified.build_id_compared);
         assert_eq!(verified.name, "kx_target");
 
-        let other = HexBytes::from(&[0xcd; 20][..]);
-        let err = check(&host, &plan, Some(target("kx_target", Some(&other)))).unwrap_err();
+        let err = check(&host, &in_module("kx_target", Some(&[0xcd; 20]))).unwrap_err();
         assert!(
             matches!(err, IdentityError::ModuleBuildIdMismatch { .. }),
             "{err:?}"
         );
         assert!(err.to_string().contains(&"ab".repeat(20)), "{err}");
 
-        let err = check(&host, &plan, Some(target("absent", None))).unwrap_err();
+        let err = check(&host, &in_module("absent", None)).unwrap_err();
         assert!(
             err.to_string().contains("absent, which is not loaded"),
             "{err}"

@@ -25,7 +25,7 @@ use kernelx_plan::{HexBytes, Plan, Site, TunablePlan};
 use serde::{Serialize, Serializer};
 
 use crate::host::HostView;
-use crate::identity::{IdentityError, LiveIdentity, ModuleTarget, VerifiedIdentity};
+use crate::identity::{IdentityError, LiveIdentity, VerifiedIdentity};
 use crate::kallsyms::{Kallsyms, KallsymsError, KernelSymbol};
 use crate::kcore::{Kcore, KcoreError};
 use crate::kprobes::{Kprobes, KprobesError};
@@ -376,22 +376,21 @@ fn site_id<S: Serializer>(site: &&Site, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&site.id)
 }
 
-/// Verifies tunable `name` of `plan` against the running kernel; `module` names the module
-/// the sites are in (`None`: vmlinux). See the module doc for the steps.
+/// Verifies tunable `name` of `plan` against the running kernel; the sites are in the module
+/// the plan's identity names (`kernel.module`), else in vmlinux. See the module doc for the
+/// steps.
 pub fn verify<'p>(
     live: &LiveKernel,
     plan: &'p Plan,
     name: &str,
-    module: Option<ModuleTarget<'_>>,
 ) -> Result<VerifiedTunable<'p>, VerifyError> {
-    let identity =
-        crate::identity::verify_identity(&live.host, &plan.kernel, &live.identity, module)?;
+    let identity = crate::identity::verify_identity(&live.host, &plan.kernel, &live.identity)?;
     let tunable = plan
         .tunable(name)
         .ok_or_else(|| VerifyError::UnknownTunable {
             name: name.to_owned(),
         })?;
-    let module = module.map(|m| m.name);
+    let module = plan.kernel.module.as_ref().map(|m| m.name.as_str());
     let snapshot = Snapshot {
         kernel: live,
         kprobes: Kprobes::read(&live.host)?,
@@ -627,6 +626,7 @@ mod tests {
     use super::*;
     use crate::fake_host::{FakeHost, note};
     use crate::kprobes::{KPROBE_EVENTS, KPROBES_LIST};
+    use kernelx_plan::ModuleIdentity;
 
     /// `PIPE_DEF_BUFFERS` in `alloc_pipe_info`: three sites, +0x6b, +0x77 and +0x7c, with
     /// probes at +0x71, +0x7c, +0x77 (pre) and +0x81.
@@ -680,7 +680,7 @@ mod tests {
     #[track_caller]
     fn problems(host: &FakeHost, plan: &Plan) -> Vec<SiteProblem> {
         let live = LiveKernel::open(host.view()).unwrap();
-        match verify(&live, plan, TUNABLE, None) {
+        match verify(&live, plan, TUNABLE) {
             Err(VerifyError::Sites { problems, .. }) => problems,
             other => panic!("expected site problems, got {other:?}"),
         }
@@ -692,7 +692,7 @@ mod tests {
         let code = live_code(&plan);
         let host = kernel(&[(0, &code)], 'T');
         let live = LiveKernel::open(host.view()).unwrap();
-        let verified = verify(&live, &plan, TUNABLE, None).unwrap();
+        let verified = verify(&live, &plan, TUNABLE).unwrap();
         assert!(verified.identity.build_id_compared);
         assert!(!verified.kprobe_list_checked);
         let function = TEXT + SLOTS[0];
@@ -743,7 +743,7 @@ mod tests {
         plan.tunables[0].sites[0].bytes.0[4] = 0x55;
         let host = kernel(&[(0, &code)], 'T');
         let live = LiveKernel::open(host.view()).unwrap();
-        assert!(verify(&live, &plan, TUNABLE, None).is_ok());
+        assert!(verify(&live, &plan, TUNABLE).is_ok());
     }
 
     #[test]
@@ -756,7 +756,7 @@ mod tests {
         let unrelated = vec![0x90; FUNCTION_SIZE];
         let host = kernel(&[(0, &other), (1, &code), (2, &unrelated)], 't');
         let live = LiveKernel::open(host.view()).unwrap();
-        let verified = verify(&live, &plan, TUNABLE, None).unwrap();
+        let verified = verify(&live, &plan, TUNABLE).unwrap();
         for site in &verified.sites {
             assert_eq!(site.function_address, TEXT + SLOTS[1]);
             assert_eq!(site.candidates, 3);
@@ -789,7 +789,7 @@ mod tests {
         code[0x7c + 1] = 0x20; // mov $0x20,%ebp
         let host = kernel(&[(0, &code)], 'T');
         let live = LiveKernel::open(host.view()).unwrap();
-        let err = verify(&live, &plan, TUNABLE, None).unwrap_err();
+        let err = verify(&live, &plan, TUNABLE).unwrap_err();
         let message = err.to_string();
         let VerifyError::Sites { problems, .. } = err else {
             panic!("{message}");
@@ -908,7 +908,7 @@ mod tests {
         let host = kernel(&[(0, &live_code(&plan))], 'T');
         host.kernel("6.12.117+deb12-cloud-amd64", &[0x11; 20]);
         let live = LiveKernel::open(host.view()).unwrap();
-        let err = verify(&live, &plan, TUNABLE, None).unwrap_err();
+        let err = verify(&live, &plan, TUNABLE).unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, VerifyError::Identity(_)), "{err:?}");
         assert!(message.contains(BUILD_ID) && message.contains(&"11".repeat(20)));
@@ -961,18 +961,19 @@ mod tests {
         );
         let live = LiveKernel::open(host.view()).unwrap();
 
-        let err = verify(&live, &plan, TUNABLE, None).unwrap_err();
+        let err = verify(&live, &plan, TUNABLE).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains("alloc_pipe_info: no function of this name in vmlinux"),
             "{message}"
         );
 
-        let target = ModuleTarget {
-            name: "kx_target",
-            build_id: Some(&module_id),
-        };
-        let verified = verify(&live, &plan, TUNABLE, Some(target)).unwrap();
+        let mut plan = plan;
+        plan.kernel.module = Some(ModuleIdentity {
+            name: "kx_target".into(),
+            build_id: Some(module_id),
+        });
+        let verified = verify(&live, &plan, TUNABLE).unwrap();
         assert_eq!(verified.sites[0].module.as_deref(), Some("kx_target"));
         assert_eq!(verified.sites[0].seed_address, module_base + 0x6b);
         assert!(verified.identity.module.unwrap().build_id_compared);
@@ -983,7 +984,7 @@ mod tests {
         let plan = plan();
         let host = kernel(&[(0, &live_code(&plan))], 'T');
         let live = LiveKernel::open(host.view()).unwrap();
-        let err = verify(&live, &plan, "NO_SUCH", None).unwrap_err();
+        let err = verify(&live, &plan, "NO_SUCH").unwrap_err();
         assert!(err.to_string().contains("`NO_SUCH`"), "{err}");
     }
 }

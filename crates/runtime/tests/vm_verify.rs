@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use kernelx_plan::{HexBytes, Plan};
 use kernelx_runtime::host::HostView;
-use kernelx_runtime::identity::{IdentityError, ModuleTarget, gnu_build_id};
+use kernelx_runtime::identity::{IdentityError, gnu_build_id};
 use kernelx_runtime::kallsyms::KernelSymbol;
 use kernelx_runtime::verify::{LiveKernel, SiteProblem, VerifyError, verify};
 
@@ -59,7 +59,7 @@ fn verify_golden(name: &str) {
         live.identity().build_id
     );
     for tunable in &plan.tunables {
-        let verified = verify(live, &plan, &tunable.name, None)
+        let verified = verify(live, &plan, &tunable.name)
             .unwrap_or_else(|e| panic!("{name} {}: {e}", tunable.name));
         assert!(verified.identity.build_id_compared);
         assert!(verified.kprobe_list_checked, "debugfs lists no kprobes");
@@ -96,7 +96,7 @@ fn vm_refuses_a_plan_with_one_byte_changed() {
         .find(|s| s.id == "fs/pipe.c:alloc_pipe_info+0x77")
         .expect("the golden plan has alloc_pipe_info+0x77");
     site.bytes.0[1] = 0x11; // mov $0x11,%eax instead of $0x10
-    let err = verify(live(), &plan, "PIPE_DEF_BUFFERS", None).unwrap_err();
+    let err = verify(live(), &plan, "PIPE_DEF_BUFFERS").unwrap_err();
     let message = err.to_string();
     let VerifyError::Sites { problems, .. } = &err else {
         panic!("{message}");
@@ -123,7 +123,7 @@ fn vm_refuses_another_build_of_the_release() {
     let mut other = real.clone();
     other.0[0] ^= 0xff;
     plan.kernel.build_id = Some(other.clone());
-    let err = verify(live(), &plan, "MAX_SOFTIRQ_RESTART", None).unwrap_err();
+    let err = verify(live(), &plan, "MAX_SOFTIRQ_RESTART").unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, VerifyError::Identity(_)), "{message}");
     assert!(
@@ -165,7 +165,7 @@ fn vm_refuses_a_probe_address_another_kprobe_holds() {
     let site = &plan.tunables[0].sites[0];
     let place = format!("{}+{}", site.function, site.probes.post);
     let _held = TracefsKprobe::add("kx_verify/occupied", &place);
-    let err = verify(live(), &plan, "MAX_SOFTIRQ_RESTART", None).unwrap_err();
+    let err = verify(live(), &plan, "MAX_SOFTIRQ_RESTART").unwrap_err();
     let message = err.to_string();
     let VerifyError::Sites { problems, .. } = &err else {
         panic!("{message}");
@@ -221,7 +221,7 @@ fn vm_resolves_a_duplicate_static_name_by_the_code() {
     site.mask = HexBytes(vec![0xff; LEN]);
     site.probes.pre = None;
     site.probes.post = OFFSET;
-    let verified = verify(live, &plan, "MAX_SOFTIRQ_RESTART", None)
+    let verified = verify(live, &plan, "MAX_SOFTIRQ_RESTART")
         .unwrap_or_else(|e| panic!("{name} (copies at {candidates:x?}): {e}"));
     assert_eq!(verified.sites[0].function_address, candidates[1].address);
     assert_eq!(verified.sites[0].candidates, candidates.len());
@@ -287,21 +287,17 @@ fn vm_verifies_a_site_in_a_loaded_module() {
     // Opened after loading: the module's symbols are not in an older table.
     let live = LiveKernel::open(HostView::system()).unwrap_or_else(|e| panic!("{e}"));
 
-    let mut plan = golden("max_softirq_restart");
-    let site = &mut plan.tunables[0].sites[0];
-    site.function = FUNCTION.to_owned();
-    site.offset = 0xc;
-    site.len = 5;
-    site.bytes = HexBytes([&[0xb8][..], &0x5eed1u32.to_le_bytes()].concat());
-    site.mask = HexBytes(vec![0xff; 5]);
-    site.probes.pre = None;
-    site.probes.post = 0x11;
-
-    let target = ModuleTarget {
-        name: MODULE,
-        build_id: Some(&build_id),
+    // The analysis's golden plan (built without a .ko, so without a build-id), bound to the
+    // module file the lab built.
+    let mut plan = golden("target_module/KX_TARGET_IMM_REG");
+    let mut in_module = |build_id: &HexBytes| {
+        let module = plan.kernel.module.as_mut().expect("a module plan");
+        assert_eq!(module.name, MODULE);
+        module.build_id = Some(build_id.clone());
+        plan.clone()
     };
-    let verified = verify(&live, &plan, "MAX_SOFTIRQ_RESTART", Some(target))
+    let bound = in_module(&build_id);
+    let verified = verify(&live, &bound, "KX_TARGET_IMM_REG")
         .unwrap_or_else(|e| panic!("{FUNCTION} in {MODULE}: {e}"));
     let symbol: Vec<&KernelSymbol> = live.kallsyms().functions(FUNCTION, Some(MODULE)).collect();
     assert_eq!(symbol.len(), 1, "{symbol:x?}");
@@ -317,7 +313,9 @@ fn vm_verifies_a_site_in_a_loaded_module() {
     assert_eq!(module.build_id.as_ref(), Some(&build_id));
 
     // The same function is not looked for in vmlinux, and another module build is refused.
-    let message = verify(&live, &plan, "MAX_SOFTIRQ_RESTART", None)
+    let mut in_vmlinux = in_module(&build_id);
+    in_vmlinux.kernel.module = None;
+    let message = verify(&live, &in_vmlinux, "KX_TARGET_IMM_REG")
         .unwrap_err()
         .to_string();
     assert!(
@@ -326,11 +324,7 @@ fn vm_verifies_a_site_in_a_loaded_module() {
     );
     let mut other = build_id.clone();
     other.0[0] ^= 0xff;
-    let other_target = ModuleTarget {
-        name: MODULE,
-        build_id: Some(&other),
-    };
-    let err = verify(&live, &plan, "MAX_SOFTIRQ_RESTART", Some(other_target)).unwrap_err();
+    let err = verify(&live, &in_module(&other), "KX_TARGET_IMM_REG").unwrap_err();
     assert!(
         matches!(
             err,

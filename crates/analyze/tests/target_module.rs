@@ -1,0 +1,516 @@
+//! Every constant of the target module (`tests/target-module`), by macro name, analysed like a
+//! kernel constant and checked against the module's README, which is the oracle: its
+//! "Constants" table says which functions each constant reaches, its "Sites" table at which
+//! offsets. The form and relation of each site are listed here (the README says them in
+//! prose). Plans are compared whole with `testdata/golden/target_module/<CONSTANT>.plan.json`,
+//! and the constants the analysis cannot plan yet with `<CONSTANT>.err`.
+//!
+//! Ignored by default; CI runs them with `--include-ignored` and `KERNELX_LAB_HEADERS` set
+//! to the lab kernel's headers (default `/usr/src/linux-headers-6.12.117+deb12-cloud-amd64`;
+//! `cargo xtask lab setup` installs them). `KERNELX_BLESS=1` rewrites the golden files; review
+//! the diff. No `.ko` is given, so the plans carry the module's name but no build-id, and
+//! nothing in them depends on where the worktree is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use kernelx_analyze::{AnalyzeError, AnalyzeOptions, analyze, kernel_identity, render_report};
+use kernelx_kbuild::{BuiltUnits, Cache, ModuleTree, NoProgress, Toolchain, VariantOptions};
+use kernelx_plan::{
+    CombineOp, CompareOp, ModuleIdentity, Plan, Relation, SynthesisKind, TunablePlan, Update, Width,
+};
+use kernelx_spec::Tunable;
+
+const LAB_RELEASE: &str = "6.12.117+deb12-cloud-amd64";
+
+/// What a site's update does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// An immediate load (`mov $IV` to a register or memory).
+    Load,
+    /// A combine op with IV.
+    Combine(CombineOp),
+    /// `cmp`/`test` at this width.
+    Compare(CompareOp, Width),
+}
+
+/// What the analysis gives for a constant today.
+enum Expected {
+    /// A plan: the form and relation of its sites, in site order (the README gives where).
+    Plan(&'static [(Form, Relation)]),
+    /// No plan, and why (a phrase of the error). Each is listed in the report of the change
+    /// that added this test; none of them is the README being wrong.
+    Fails(&'static str),
+}
+
+const V: Relation = Relation::Affine { a: 1, b: 0 };
+const V_MINUS_1: Relation = Relation::Affine { a: 1, b: -1 };
+
+/// The form of every constant's sites, from the README's "form" column.
+fn expectations() -> Vec<(&'static str, Expected)> {
+    use CombineOp::*;
+    use Expected::{Fails, Plan};
+    vec![
+        ("KX_TARGET_IMM_REG", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_IMM_REG64", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_IMM_ARG", Plan(&[(Form::Load, V)])),
+        // kbuild's probe value V2 = 2 * 0xa7 = 334 does not fit the u8 slot: gcc stores its
+        // low byte, 0x4e, and no relation over the whole value fits 0xa7, 0x4e, 0x53. (An
+        // affine fit modulo 2^8 would, but V2 itself would then lie outside the recipe's
+        // range [0, 255], which the self-check refuses.) A value choice problem.
+        ("KX_TARGET_STORE8", Fails("no relation IV = f(V) fits")),
+        // `mov $0xffffbeef,%ecx` then `mov %cx,mem`: IV is V sign-extended from 16 bits, and
+        // V2 = 97758 is truncated to 16 bits first. No relation over the 32-bit immediate
+        // fits, and synthesis does not narrow an immediate to the width its consumer stores.
+        ("KX_TARGET_STORE16", Fails("no relation IV = f(V) fits")),
+        ("KX_TARGET_STORE32", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_STORE64", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_PCPU", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_ADD", Plan(&[(Form::Combine(Add), V)])),
+        ("KX_TARGET_SUB", Plan(&[(Form::Combine(Sub), V)])),
+        ("KX_TARGET_LEA", Plan(&[(Form::Combine(Lea), V)])),
+        ("KX_TARGET_IMUL", Plan(&[(Form::Combine(Imul), V)])),
+        ("KX_TARGET_SHL", Plan(&[(Form::Combine(Shl), V)])),
+        ("KX_TARGET_SHR", Plan(&[(Form::Combine(Shr), V)])),
+        ("KX_TARGET_SAR", Plan(&[(Form::Combine(Sar), V)])),
+        ("KX_TARGET_AND", Plan(&[(Form::Combine(And), V)])),
+        ("KX_TARGET_OR", Plan(&[(Form::Combine(Or), V)])),
+        ("KX_TARGET_XOR", Plan(&[(Form::Combine(Xor), V)])),
+        // KernelX's first probe value V2 = 2 * 0x9c = 312 is above any u8, so gcc folds
+        // `(u8)x > 312` to 0 and the compare vanishes; the analysis drops it for 234 (a
+        // warning in the plan says so) and the 8-bit compare remains.
+        (
+            "KX_TARGET_CMP8",
+            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W8), V)]),
+        ),
+        (
+            "KX_TARGET_CMP16",
+            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W16), V)]),
+        ),
+        (
+            "KX_TARGET_CMP32",
+            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W32), V_MINUS_1)]),
+        ),
+        (
+            "KX_TARGET_CMP64",
+            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W64), V_MINUS_1)]),
+        ),
+        (
+            "KX_TARGET_TEST",
+            Plan(&[(Form::Compare(CompareOp::Test, Width::W32), V)]),
+        ),
+        // `movabs $M,%rax; mov (%rdi),%rdx; mul %rdx; mov %rdx,%rax; shr $2,%rax`: the
+        // dividend load sits between the multiplier and the `mul`, which the magic-division
+        // matcher (`movabs` directly followed by `mul`) does not recognise, and `mul %rdx`
+        // overwrites the dividend, so a post-probe could not recompute the quotient without
+        // saving it first.
+        ("KX_TARGET_DIV", Fails("no relation IV = f(V) fits")),
+        // V2 = 2018 and V3 = 504 are even: gcc drops the 33-bit magic's fix-up for them
+        // (the README's note), so the instruction sequence changes. Whether the magic needs
+        // the fix-up depends on the divisor, and every value the retries step to (1513, 1261,
+        // 1010) changes the sequence too.
+        ("KX_TARGET_MOD", Fails("instructions_changed")),
+        // Signed division: V3 = 3 changes the sign fix-up sequence; SIE has no signed magic
+        // division either.
+        ("KX_TARGET_SDIV", Fails("instructions_changed")),
+        (
+            "KX_TARGET_SHARED",
+            Plan(&[(Form::Load, V), (Form::Load, V), (Form::Combine(Add), V)]),
+        ),
+        ("KX_TARGET_BLOCK", Plan(&[(Form::Combine(Add), V)])),
+    ]
+}
+
+/// The tunable ranges that follow from the instruction alone.
+fn obvious_ranges() -> BTreeMap<&'static str, (i64, i64)> {
+    const IMM32: (i64, i64) = (0, i32::MAX as i64);
+    BTreeMap::from([
+        // A sign-extended imm32 in a 64-bit add/sub: the non-negative part of an imm32.
+        ("KX_TARGET_ADD", IMM32),
+        ("KX_TARGET_SUB", IMM32),
+        // `movq $imm32` sign-extended: any imm32, negative V1 included.
+        ("KX_TARGET_STORE64", (i32::MIN as i64, i32::MAX as i64)),
+        // Shift counts: a count of 0 is no shift (gcc drops it), 64-bit and 32-bit masks.
+        ("KX_TARGET_SHL", (1, 63)),
+        ("KX_TARGET_SHR", (1, 63)),
+        ("KX_TARGET_SAR", (1, 31)),
+        // `cmpb $IV,(%rdi)`: a u8.
+        ("KX_TARGET_CMP8", (0, 0xff)),
+        // `cmp $IV,%dx`: a u16.
+        ("KX_TARGET_CMP16", (0, 0xffff)),
+        // `cmp $(V-1),%eax; setbe`: V - 1 a u32, so V up to 2^32 (x < 2^32 always holds).
+        ("KX_TARGET_CMP32", (1, 1 << 32)),
+        // `cmp $(V-1),%rdx` with a sign-extended imm32: V - 1 in [0, 2^31).
+        ("KX_TARGET_CMP64", (1, 1 << 31)),
+        // `test $IV,%eax`: a u32 mask.
+        ("KX_TARGET_TEST", (0, u32::MAX as i64)),
+    ])
+}
+
+fn module_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/target-module")
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(module_dir().join("README.md")).expect("the target module's README")
+}
+
+fn headers() -> PathBuf {
+    let path = std::env::var_os("KERNELX_LAB_HEADERS").map_or_else(
+        || PathBuf::from(format!("/usr/src/linux-headers-{LAB_RELEASE}")),
+        PathBuf::from,
+    );
+    assert!(
+        path.join(".config").is_file(),
+        "{}: no kernel headers; run `cargo xtask lab setup` (it installs \
+         linux-headers-{LAB_RELEASE}) or set KERNELX_LAB_HEADERS to a kernel build directory",
+        path.display()
+    );
+    path
+}
+
+struct Lab {
+    module: ModuleTree,
+    options: AnalyzeOptions,
+}
+
+fn lab() -> Lab {
+    let cache = Cache::from_env().expect("a cache directory");
+    let toolchain = Toolchain::debian_gcc12();
+    let module = ModuleTree::open(&module_dir(), &headers(), None, &toolchain, &cache)
+        .unwrap_or_else(|e| panic!("opening the target module: {e}"));
+    let options = AnalyzeOptions::new(VariantOptions {
+        toolchain,
+        jobs: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+        cache,
+        built: BuiltUnits::Unrestricted,
+    });
+    Lab { module, options }
+}
+
+/// The cells of the rows of the markdown table that follows `heading`.
+fn table(text: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("README: no {heading:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            l.replace("\\|", "/")
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// README "Constants": constant → the functions it reaches (continuation rows, with an empty
+/// first cell, add functions to the constant above).
+fn readme_functions(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for row in table(text, "## Constants") {
+        if !row[0].is_empty() {
+            current = row[0].clone();
+        }
+        let function = row[3]
+            .split('/')
+            .next()
+            .expect("a function cell")
+            .trim()
+            .trim_matches('`')
+            .to_owned();
+        out.entry(current.clone()).or_default().push(function);
+    }
+    out
+}
+
+/// README "Sites": function → the offsets of its seeds.
+fn readme_offsets(text: &str) -> BTreeMap<String, Vec<u32>> {
+    let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut current = String::new();
+    for row in table(text, "## Sites in the built module") {
+        if !row[0].is_empty() {
+            current = row[0]
+                .split_whitespace()
+                .next()
+                .expect("a function")
+                .trim_matches('`')
+                .to_owned();
+        }
+        let offset = row[1].trim_start_matches('+');
+        let first = offset.split("..").next().expect("an offset");
+        let offset = u32::from_str_radix(first.trim_start_matches("0x"), 16)
+            .unwrap_or_else(|e| panic!("README offset {:?}: {e}", row[1]));
+        out.entry(current.clone()).or_default().push(offset);
+    }
+    out
+}
+
+fn golden_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/golden/target_module")
+        .join(file)
+}
+
+fn blessing() -> bool {
+    std::env::var_os("KERNELX_BLESS").is_some()
+}
+
+/// `actual` vs the golden file, or rewrites it under `KERNELX_BLESS=1`. Returns the
+/// mismatch, if any.
+fn check_golden_text(file: &str, actual: &str) -> Option<String> {
+    let path = golden_path(file);
+    if blessing() {
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("golden dir");
+        std::fs::write(&path, actual).expect("writing a golden file");
+        return None;
+    }
+    let expected = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => {
+            return Some(format!(
+                "{}: {e}; run with KERNELX_BLESS=1 to create it",
+                path.display()
+            ));
+        }
+    };
+    if expected == actual {
+        return None;
+    }
+    let first = actual
+        .lines()
+        .zip(expected.lines())
+        .position(|(a, w)| a != w)
+        .unwrap_or(0);
+    Some(format!(
+        "differs from {} from line {} on:\n  got:      {}\n  expected: {}\n\
+         (KERNELX_BLESS=1 rewrites it; review the diff)",
+        path.display(),
+        first + 1,
+        actual.lines().nth(first).unwrap_or(""),
+        expected.lines().nth(first).unwrap_or("")
+    ))
+}
+
+/// The mismatches between a plan and the README and expectations.
+fn check_plan(
+    constant: &str,
+    plan: &TunablePlan,
+    forms: &[(Form, Relation)],
+    functions: &[String],
+    offsets: &BTreeMap<String, Vec<u32>>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut wanted: Vec<(String, u32)> = functions
+        .iter()
+        .flat_map(|f| {
+            offsets
+                .get(f)
+                .unwrap_or_else(|| panic!("README: no sites of {f}"))
+                .iter()
+                .map(move |&o| (f.clone(), o))
+        })
+        .collect();
+    wanted.sort();
+    let got: Vec<(String, u32)> = plan
+        .sites
+        .iter()
+        .map(|s| (s.function.clone(), s.offset))
+        .collect();
+    if got != wanted {
+        problems.push(format!(
+            "{constant}: sites {got:x?}, the README says {wanted:x?}"
+        ));
+        return problems;
+    }
+    for (site, &(form, relation)) in plan.sites.iter().zip(forms) {
+        let got_form = match site.recipe.update {
+            Update::Load { .. } => Some(Form::Load),
+            Update::Combine { op, .. } => Some(Form::Combine(op)),
+            Update::Compare { op, width, .. } => Some(Form::Compare(op, width)),
+            Update::Divide { .. } => None,
+        };
+        let kind = match form {
+            Form::Load => SynthesisKind::ImmediateLoad,
+            Form::Combine(_) => SynthesisKind::Combine,
+            Form::Compare(..) => SynthesisKind::Compare,
+        };
+        if got_form != Some(form) || site.recipe.kind != kind {
+            problems.push(format!(
+                "{constant}: {} is {:?} {:?}, expected {form:?}",
+                site.id, site.recipe.kind, site.recipe.update
+            ));
+        }
+        if site.recipe.relation != relation {
+            problems.push(format!(
+                "{constant}: {} relation {}, expected {relation}",
+                site.id, site.recipe.relation
+            ));
+        }
+        if !site.recipe.range.contains(plan.default) {
+            problems.push(format!(
+                "{constant}: {} range {:?} excludes the default {}",
+                site.id, site.recipe.range, plan.default
+            ));
+        }
+    }
+    if forms.len() != plan.sites.len() {
+        problems.push(format!(
+            "{constant}: {} sites, {} forms listed in the test",
+            plan.sites.len(),
+            forms.len()
+        ));
+    }
+    problems
+}
+
+/// Every `KX_TARGET_*` constant, by macro name, gives the plan the README describes (or the
+/// failure listed in `expectations`), equal to its golden file.
+#[test]
+#[ignore = "needs the lab kernel's headers (cargo xtask lab setup)"]
+fn lab_tree_target_module_constants_match_the_readme() {
+    let lab = lab();
+    let text = readme();
+    let functions = readme_functions(&text);
+    let offsets = readme_offsets(&text);
+    let expectations = expectations();
+
+    // The README, the source and this test name the same 28 constants.
+    let source = std::fs::read_to_string(module_dir().join("kx_target.c")).expect("kx_target.c");
+    let defined: BTreeSet<&str> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with("KX_TARGET_"))
+        .collect();
+    let listed: BTreeSet<&str> = expectations.iter().map(|(c, _)| *c).collect();
+    let documented: BTreeSet<&str> = functions.keys().map(String::as_str).collect();
+    assert_eq!(defined.len(), 28, "{defined:?}");
+    assert_eq!(defined, documented, "kx_target.c and the README disagree");
+    assert_eq!(defined, listed, "the test's list and kx_target.c disagree");
+
+    let (kernel, warnings) = kernel_identity(&lab.module, None).expect("the identity");
+    assert_eq!(kernel.release, LAB_RELEASE);
+    assert_eq!(
+        kernel.module,
+        Some(ModuleIdentity {
+            name: "kx_target".to_owned(),
+            build_id: None
+        })
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("--module-ko")),
+        "{warnings:?}"
+    );
+
+    let mut problems = Vec::new();
+    for (constant, expected) in &expectations {
+        let tunable = Tunable::from_macro_name(constant).expect("a macro name");
+        let outcome: Result<TunablePlan, AnalyzeError> =
+            analyze(&lab.module, &tunable, &lab.options, &NoProgress);
+        match (expected, outcome) {
+            (Expected::Plan(forms), Ok(plan)) => {
+                eprint!("{}", render_report(&plan));
+                if let Some(&(min, max)) = obvious_ranges().get(constant)
+                    && (plan.range.min, plan.range.max) != (min, max)
+                {
+                    problems.push(format!(
+                        "{constant}: range {}..={}, expected {min}..={max}",
+                        plan.range.min, plan.range.max
+                    ));
+                }
+                problems.extend(check_plan(
+                    constant,
+                    &plan,
+                    forms,
+                    &functions[*constant],
+                    &offsets,
+                ));
+                let json = Plan::new(kernel.clone(), vec![plan])
+                    .to_json()
+                    .expect("a valid plan");
+                problems.extend(check_golden_text(&format!("{constant}.plan.json"), &json));
+            }
+            (Expected::Plan(_), Err(e)) => problems.push(format!("{constant}: no plan: {e}")),
+            (Expected::Fails(phrase), Ok(plan)) => problems.push(format!(
+                "{constant}: expected a failure ({phrase}), got a plan; update the test:\n{}",
+                render_report(&plan)
+            )),
+            (Expected::Fails(phrase), Err(e)) => {
+                let text = e.to_string();
+                if !text.contains(phrase) {
+                    problems.push(format!(
+                        "{constant}: the failure does not say {phrase:?}: {text}"
+                    ));
+                }
+                problems.extend(check_golden_text(
+                    &format!("{constant}.err"),
+                    &format!("{text}\n"),
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// `KX_TARGET_SHARED` reaches both functions through the inlined `kx_target_shared_cap()`,
+/// and `KX_TARGET_BLOCK`'s safe span covers the sleep: the `schedule` call and its return
+/// address, so a task asleep in `block` counts as inside the span.
+#[test]
+#[ignore = "needs the lab kernel's headers (cargo xtask lab setup)"]
+fn lab_tree_target_module_shared_and_block() {
+    let lab = lab();
+    let shared = analyze(
+        &lab.module,
+        &Tunable::from_macro_name("KX_TARGET_SHARED").expect("a macro name"),
+        &lab.options,
+        &NoProgress,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let functions: BTreeSet<&str> = shared.sites.iter().map(|s| s.function.as_str()).collect();
+    assert_eq!(
+        functions,
+        BTreeSet::from(["kx_target_shared_a", "kx_target_shared_b"])
+    );
+    for site in &shared.sites {
+        assert!(
+            shared
+                .safe_spans
+                .iter()
+                .any(|span| span.id == site.safe_span && span.function == site.function),
+            "{}: its safe span is not in its function",
+            site.id
+        );
+    }
+
+    let block = analyze(
+        &lab.module,
+        &Tunable::from_macro_name("KX_TARGET_BLOCK").expect("a macro name"),
+        &lab.options,
+        &NoProgress,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let [site] = &block.sites[..] else {
+        panic!("one site expected:\n{}", render_report(&block));
+    };
+    let span = block
+        .safe_spans
+        .iter()
+        .find(|s| s.id == site.safe_span)
+        .expect("the site's safe span");
+    // README: `call schedule` at +0xae, return address +0xb3; the result is moved out of
+    // %rbx at +0x67 and returned at +0x6c.
+    for offset in [0xae, 0xb3, 0x67] {
+        assert!(
+            span.contains(offset),
+            "KX_TARGET_BLOCK's safe span {:x?} misses +{offset:#x}",
+            span.ranges
+        );
+    }
+}
