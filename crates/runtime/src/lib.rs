@@ -3,3 +3,4 @@
 
 pub mod btf;
 pub mod host;
+pub mod sie;
