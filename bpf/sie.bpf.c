@@ -85,27 +85,38 @@ struct {
 	__type(value, struct kx_marks);
 } kx_entered SEC(".maps");
 
-static __always_inline int read_reg(struct pt_regs *ctx, __u64 reg, __u64 *out)
+/*
+ * The general-purpose registers in hardware order (enum kernelx_reg). The
+ * verifier wants every context load at a constant offset from the unmodified
+ * context pointer, so they are copied once; a switch over the context would
+ * let clang compute the offset.
+ */
+static __always_inline void read_regs(struct pt_regs *ctx, __u64 *regs)
 {
-	switch (reg) {
-	case KX_REG_RAX: *out = ctx->ax; return 0;
-	case KX_REG_RCX: *out = ctx->cx; return 0;
-	case KX_REG_RDX: *out = ctx->dx; return 0;
-	case KX_REG_RBX: *out = ctx->bx; return 0;
-	case KX_REG_RSP: *out = ctx->sp; return 0;
-	case KX_REG_RBP: *out = ctx->bp; return 0;
-	case KX_REG_RSI: *out = ctx->si; return 0;
-	case KX_REG_RDI: *out = ctx->di; return 0;
-	case KX_REG_R8: *out = ctx->r8; return 0;
-	case KX_REG_R9: *out = ctx->r9; return 0;
-	case KX_REG_R10: *out = ctx->r10; return 0;
-	case KX_REG_R11: *out = ctx->r11; return 0;
-	case KX_REG_R12: *out = ctx->r12; return 0;
-	case KX_REG_R13: *out = ctx->r13; return 0;
-	case KX_REG_R14: *out = ctx->r14; return 0;
-	case KX_REG_R15: *out = ctx->r15; return 0;
-	}
-	return -1;
+	regs[KX_REG_RAX] = ctx->ax;
+	regs[KX_REG_RCX] = ctx->cx;
+	regs[KX_REG_RDX] = ctx->dx;
+	regs[KX_REG_RBX] = ctx->bx;
+	regs[KX_REG_RSP] = ctx->sp;
+	regs[KX_REG_RBP] = ctx->bp;
+	regs[KX_REG_RSI] = ctx->si;
+	regs[KX_REG_RDI] = ctx->di;
+	regs[KX_REG_R8] = ctx->r8;
+	regs[KX_REG_R9] = ctx->r9;
+	regs[KX_REG_R10] = ctx->r10;
+	regs[KX_REG_R11] = ctx->r11;
+	regs[KX_REG_R12] = ctx->r12;
+	regs[KX_REG_R13] = ctx->r13;
+	regs[KX_REG_R14] = ctx->r14;
+	regs[KX_REG_R15] = ctx->r15;
+}
+
+static __always_inline int read_reg(const __u64 *regs, __u64 reg, __u64 *out)
+{
+	if (reg >= KX_REG_COUNT)
+		return -1;
+	*out = regs[reg & (KX_REG_COUNT - 1)];
+	return 0;
 }
 
 static __always_inline __u64 width_mask(__u64 bytes)
@@ -161,8 +172,8 @@ static __always_inline __u64 compare_flags(__u64 a, __u64 b, __u64 bytes,
 }
 
 /* Reads the memory operand @p names; %gs operands are refused at load. */
-static __always_inline int read_operand(struct pt_regs *ctx, struct kx_probe *p,
-					__u64 *out)
+static __always_inline int read_operand(struct pt_regs *ctx, const __u64 *regs,
+					struct kx_probe *p, __u64 *out)
 {
 	__u64 operand = p->operand, addr = p->disp, reg;
 	__u32 size = KX_OPERAND_SIZE(operand);
@@ -170,12 +181,12 @@ static __always_inline int read_operand(struct pt_regs *ctx, struct kx_probe *p,
 	if (operand & KX_OPERAND_GS || size == 0 || size > 8)
 		return -1;
 	if (KX_OPERAND_BASE(operand) != KX_OPERAND_NO_REG) {
-		if (read_reg(ctx, KX_OPERAND_BASE(operand), &reg))
+		if (read_reg(regs, KX_OPERAND_BASE(operand), &reg))
 			return -1;
 		addr += reg;
 	}
 	if (KX_OPERAND_INDEX(operand) != KX_OPERAND_NO_REG) {
-		if (read_reg(ctx, KX_OPERAND_INDEX(operand), &reg))
+		if (read_reg(regs, KX_OPERAND_INDEX(operand), &reg))
 			return -1;
 		addr += reg * KX_OPERAND_SCALE(operand);
 	}
@@ -185,57 +196,70 @@ static __always_inline int read_operand(struct pt_regs *ctx, struct kx_probe *p,
 	return bpf_probe_read_kernel(out, size, (void *)addr) ? -1 : 0;
 }
 
+/* The word of @m holding mark @mark (< KX_MAX_MARKS, checked by the caller). */
+static __always_inline __u64 *mark_word(struct kx_marks *m, __u64 mark)
+{
+	__u64 word = mark / 64;
+
+	/* Hides the caller's bound from clang, so the mask stays for the verifier. */
+	asm volatile("" : "+r"(word));
+	return &m->bits[word & (KX_MAX_MARKS / 64 - 1)];
+}
+
 /* Pre-probe: remember that this task entered the span of site @mark. */
 static __always_inline void mark_entered(__u64 mark)
 {
 	struct kx_marks *m;
-	__u32 word = mark / 64;
 
-	if (word >= KX_MAX_MARKS / 64)
+	if (mark >= KX_MAX_MARKS)
 		return;
 	m = bpf_task_storage_get(&kx_entered, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (m)
-		m->bits[word] |= 1ULL << (mark % 64);
+		*mark_word(m, mark) |= 1ULL << (mark % 64);
 }
 
 /* Post-probe: whether this task came through site @mark's pre-probe (forgets it). */
 static __always_inline int take_entered(__u64 mark)
 {
-	struct kx_marks *m;
-	__u32 word = mark / 64;
 	__u64 bit = 1ULL << (mark % 64);
+	struct kx_marks *m;
+	__u64 *word;
 
-	if (word >= KX_MAX_MARKS / 64)
+	if (mark >= KX_MAX_MARKS)
 		return 0;
 	m = bpf_task_storage_get(&kx_entered, bpf_get_current_task_btf(), 0, 0);
-	if (!m || !(m->bits[word] & bit))
+	if (!m)
 		return 0;
-	m->bits[word] &= ~bit;
+	word = mark_word(m, mark);
+	if (!(*word & bit))
+		return 0;
+	*word &= ~bit;
 	return 1;
 }
 
 static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 {
-	__u64 old;
+	__u64 regs[KX_REG_COUNT], old;
 
+	read_regs(ctx, regs);
 	switch (p->action) {
 	case KX_ACT_LOAD_REG:
-		if (read_reg(ctx, p->reg, &old))
+		if (read_reg(regs, p->reg, &old))
 			return -22; /* EINVAL */
 		return kernelx_set_reg(ctx, p->reg,
 				       merge_reg(old, p->value, p->width, p->high8));
 	case KX_ACT_LOAD_MEM:
 		return kernelx_set_stored(ctx, p->operand, p->disp, p->value);
 	case KX_ACT_COMPARE_REG:
-		if (read_reg(ctx, p->reg, &old))
+		if (read_reg(regs, p->reg, &old))
 			return -22;
 		if (p->high8)
 			old >>= 8;
 		return kernelx_set_flags(ctx, p->flags,
 					 compare_flags(old, p->value, p->width, p->op));
 	case KX_ACT_COMPARE_MEM:
-		if (read_operand(ctx, p, &old))
+		if (read_operand(ctx, regs, p, &old))
 			return -14; /* EFAULT */
 		return kernelx_set_flags(ctx, p->flags,
 					 compare_flags(old, p->value, p->width, p->op));

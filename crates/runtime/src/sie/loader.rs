@@ -26,9 +26,9 @@ use super::program::{Probe, SieProgram};
 
 /// `bpf/sie.bpf.c`, compiled by build.rs.
 const SIE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sie.bpf.o"));
-const PROGRAM: &str = "kx_sie";
-const PROBES_MAP: &str = "kx_probes";
-const STATS_MAP: &str = "kx_stats";
+pub(super) const PROGRAM: &str = "kx_sie";
+pub(super) const PROBES_MAP: &str = "kx_probes";
+pub(super) const STATS_MAP: &str = "kx_stats";
 
 /// Where tunables are pinned unless told otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/kernelx";
@@ -170,18 +170,21 @@ impl SieRuntime {
         let mut targets = Vec::with_capacity(program.probes().len());
         for (index, probe) in program.probes().iter().enumerate() {
             let target = locate(probe);
-            // An early return drops `links`, which detaches every probe attached so far.
-            let link =
-                attach(&prog, &target, abi::COOKIE_BASE + index as u64).map_err(|source| {
-                    SieError::Attach {
+            match attach(&prog, &target, abi::COOKIE_BASE + index as u64) {
+                Ok(link) => links.push(link),
+                Err(source) => {
+                    // Dropping `links` detaches what is attached, but the kernel may finish
+                    // that later: clear the entries first so nothing applies meanwhile.
+                    let _ = disarm(tunable, &probes);
+                    return Err(SieError::Attach {
                         tunable: tunable.to_owned(),
                         site: probe.site().to_owned(),
                         role: probe.role(),
-                        target: target.clone(),
+                        target,
                         source,
-                    }
-                })?;
-            links.push(link);
+                    });
+                }
+            }
             targets.push(target);
         }
         timings.attach = start.elapsed();
@@ -189,6 +192,7 @@ impl SieRuntime {
         let start = Instant::now();
         if let Err(e) = pin_all(tunable, &self.root, &dir, object, &mut links) {
             // The pins made so far would keep probes alive after `links` drops.
+            let _ = disarm(tunable, &probes);
             let _ = remove_pins(tunable, &dir);
             return Err(e);
         }
@@ -229,8 +233,11 @@ impl SieRuntime {
             .collect()
     }
 
-    /// Unloads `tunable`: its links go first (each probe detaches as its last reference goes),
-    /// then program and maps, then the directory.
+    /// Unloads `tunable`. Its probes stop applying updates at once: every entry is cleared
+    /// first (pairs with the `KX_ACT_NONE` check in `kx_sie`, bpf/sie.bpf.c), because the
+    /// kernel releases a link whose last pin goes away later, from a workqueue. Then the
+    /// links go (each probe detaches as its last reference goes), then program, maps and the
+    /// directory.
     pub fn unload(&self, tunable: &str) -> Result<(), SieError> {
         let dir = self.dir(tunable)?;
         if !dir.is_dir() {
@@ -238,6 +245,13 @@ impl SieRuntime {
                 tunable: tunable.to_owned(),
                 dir,
             });
+        }
+        // A load interrupted before pinning the map leaves no map to clear, only pins.
+        if dir.join("probes").exists() {
+            disarm(
+                tunable,
+                &self.pinned_map(tunable, "probes", PROBE_ENTRY_SIZE)?,
+            )?;
         }
         remove_pins(tunable, &dir)
     }
@@ -263,7 +277,7 @@ impl SieRuntime {
     }
 }
 
-fn open_and_load(tunable: &str) -> Result<Object, SieError> {
+pub(super) fn open_and_load(tunable: &str) -> Result<Object, SieError> {
     let load_error = |source| SieError::Load {
         tunable: tunable.to_owned(),
         source,
@@ -275,7 +289,7 @@ fn open_and_load(tunable: &str) -> Result<Object, SieError> {
         .map_err(load_error)
 }
 
-fn map_of(
+pub(super) fn map_of(
     tunable: &str,
     object: &Object,
     name: &str,
@@ -301,7 +315,11 @@ fn check_value_size(map: &impl MapCore, expected: usize) -> Result<(), SieError>
     Ok(())
 }
 
-fn write_entries(tunable: &str, map: &MapHandle, entries: &[ProbeEntry]) -> Result<(), SieError> {
+pub(super) fn write_entries(
+    tunable: &str,
+    map: &MapHandle,
+    entries: &[ProbeEntry],
+) -> Result<(), SieError> {
     for (index, entry) in entries.iter().enumerate() {
         map.update(
             &(index as u32).to_ne_bytes(),
@@ -311,6 +329,11 @@ fn write_entries(tunable: &str, map: &MapHandle, entries: &[ProbeEntry]) -> Resu
         .map_err(|source| map_error(tunable, "writing", PROBES_MAP, source))?;
     }
     Ok(())
+}
+
+/// Clears every entry: the probes still attached do nothing from now on.
+fn disarm(tunable: &str, map: &MapHandle) -> Result<(), SieError> {
+    write_entries(tunable, map, &[ProbeEntry::default(); abi::MAX_PROBES])
 }
 
 fn map_error(tunable: &str, action: &'static str, map: &str, source: libbpf_rs::Error) -> SieError {

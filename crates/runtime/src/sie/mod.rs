@@ -38,6 +38,8 @@
 mod abi;
 mod loader;
 mod program;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 use std::io;
 use std::path::PathBuf;

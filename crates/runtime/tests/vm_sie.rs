@@ -1,0 +1,339 @@
+//! SIE in the lab VM (`cargo xtask lab test`; ignored on the host, whose kernel has no kprobes
+//! and no modules): the kernelx module, the BPF program and the loader tune
+//! `PIPE_DEF_BUFFERS` with the golden fs plan, and the kfuncs refuse outside a kprobe.
+//!
+//! Needs `kmod/build/kernelx.ko` (the lab builds it before the boot), root, bpffs and debugfs.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kernelx_plan::{Plan, TunablePlan};
+use kernelx_runtime::sie::testing::Detached;
+use kernelx_runtime::sie::{ProbeRole, ProbeTarget, SieError, SieProgram, SieRuntime};
+use libbpf_rs::{KprobeOpts, UprobeOpts};
+
+const PIPE_PLAN: &str = "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json";
+const KPROBE_LIST: &str = "/sys/kernel/debug/kprobes/list";
+const PAGE: i64 = 4096;
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+#[track_caller]
+fn pipe_tunable() -> TunablePlan {
+    let plan = Plan::read(repo_path(PIPE_PLAN)).unwrap_or_else(|e| panic!("{PIPE_PLAN}: {e}"));
+    plan.tunables
+        .into_iter()
+        .next()
+        .expect("the plan has a tunable")
+}
+
+/// F_GETPIPE_SZ of a new pipe.
+#[track_caller]
+fn new_pipe_size() -> i64 {
+    let (reader, _writer) = std::io::pipe().expect("pipe()");
+    // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert!(
+        size > 0,
+        "F_GETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    i64::from(size)
+}
+
+/// Mean time to create and close one pipe, over `n`.
+fn pipe_cost(n: u32) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        drop(std::io::pipe().expect("pipe()"));
+    }
+    start.elapsed() / n
+}
+
+/// Polls `check` until it returns true or `limit` passes; returns whether it did.
+fn loop_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+/// The kernelx module, loaded for one test and removed (which must succeed) at its end; a
+/// failed test removes it too, so the next test starts clean.
+struct KernelxModule {
+    removed: bool,
+}
+
+impl KernelxModule {
+    #[track_caller]
+    fn insert() -> KernelxModule {
+        assert!(
+            !Path::new("/sys/module/kernelx").exists(),
+            "kernelx is loaded already"
+        );
+        let ko = repo_path("../../kmod/build/kernelx.ko");
+        assert!(ko.is_file(), "{} missing: build kmod/ first", ko.display());
+        let kallsyms = fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+        let matches: Vec<&str> = kallsyms
+            .lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some("current_kprobe"))
+            .collect();
+        assert_eq!(matches.len(), 1, "current_kprobe in kallsyms: {matches:?}");
+        let addr = matches[0].split_whitespace().next().unwrap();
+        let status = Command::new("insmod")
+            .arg(&ko)
+            .arg(format!("current_kprobe_addr=0x{addr}"))
+            .status()
+            .expect("running insmod");
+        assert!(status.success(), "insmod {} failed: {status}", ko.display());
+        KernelxModule { removed: false }
+    }
+
+    /// rmmod, retried briefly: a program's last reference (and with it the module's) goes
+    /// away in an RCU callback after its last fd and pin.
+    #[track_caller]
+    fn remove(mut self) {
+        self.removed = loop_until(Duration::from_secs(5), rmmod);
+        assert!(
+            self.removed,
+            "rmmod kernelx kept failing after the tunable was unloaded"
+        );
+        assert!(!Path::new("/sys/module/kernelx").exists());
+    }
+}
+
+impl Drop for KernelxModule {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = SieRuntime::system().unload("PIPE_DEF_BUFFERS");
+            loop_until(Duration::from_secs(5), rmmod);
+        }
+    }
+}
+
+fn rmmod() -> bool {
+    Command::new("rmmod")
+        .arg("kernelx")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The lines of the kprobe list for `function`.
+fn kprobe_lines(function: &str) -> Vec<String> {
+    let list = fs::read_to_string(KPROBE_LIST).unwrap_or_else(|e| panic!("{KPROBE_LIST}: {e}"));
+    list.lines()
+        .filter(|l| l.contains(&format!(" {function}+")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_tunes_pipe_def_buffers() {
+    let module = KernelxModule::insert();
+    let program = SieProgram::from_plan(&pipe_tunable()).expect("the fs plan is supported");
+    let runtime = SieRuntime::system();
+    let _ = runtime.unload(program.tunable()); // a leftover of an aborted run
+
+    assert_eq!(new_pipe_size(), 16 * PAGE, "before loading");
+    let before = pipe_cost(2000);
+
+    let loaded = runtime
+        .load(&program, 32, ProbeTarget::symbol_of)
+        .unwrap_or_else(|e| panic!("loading V' = 32: {e}"));
+    eprintln!(
+        "load: verify {:?}, fill {:?}, attach {:?} ({} probes), pin {:?}",
+        loaded.timings.verify,
+        loaded.timings.fill,
+        loaded.timings.attach,
+        loaded.targets.len(),
+        loaded.timings.pin
+    );
+    assert_eq!(new_pipe_size(), 32 * PAGE, "after loading V' = 32");
+
+    // Probes the plan says the kernel can optimize must end up jump-optimized.
+    for probe in program.probes() {
+        if !probe.jump_optimizable() {
+            continue;
+        }
+        let at = format!("{}+{:#x}", probe.function(), probe.offset());
+        let optimized = loop_until(Duration::from_secs(10), || {
+            kprobe_lines(probe.function())
+                .iter()
+                .any(|l| l.contains(&format!(" {at} ")) && l.contains("[OPTIMIZED]"))
+        });
+        assert!(
+            optimized,
+            "{at} is not [OPTIMIZED]: {:?}",
+            kprobe_lines(probe.function())
+        );
+    }
+    eprintln!("kprobes: {:#?}", kprobe_lines("alloc_pipe_info"));
+    // Jump-optimized now: the update still applies.
+    assert_eq!(new_pipe_size(), 32 * PAGE, "V' = 32, optimized probes");
+    let tuned = pipe_cost(2000);
+    eprintln!("pipe()+close: {before:?} without probes, {tuned:?} with them");
+
+    let stats = runtime.stats(&program).expect("reading the counters");
+    for (probe, stats) in program.probes().iter().zip(&stats) {
+        assert_eq!(
+            stats.errors,
+            0,
+            "{:?}-probe of {}: last error {}",
+            probe.role(),
+            probe.site(),
+            stats.last_error
+        );
+        if probe.function() == "alloc_pipe_info" {
+            assert!(
+                stats.hits > 0,
+                "{:?}-probe of {} never ran",
+                probe.role(),
+                probe.site()
+            );
+        }
+    }
+
+    let start = Instant::now();
+    runtime.set(&program, 64).expect("setting V' = 64");
+    eprintln!("set: {:?}", start.elapsed());
+    assert_eq!(new_pipe_size(), 64 * PAGE, "after setting V' = 64");
+
+    // Refusals change nothing.
+    let err = runtime.set(&program, 0).unwrap_err();
+    assert!(matches!(err, SieError::OutOfRange { .. }), "{err}");
+    assert!(err.to_string().contains("[1, 1048576]"), "{err}");
+    let err = runtime
+        .load(&program, 32, ProbeTarget::symbol_of)
+        .unwrap_err();
+    assert!(matches!(err, SieError::AlreadyLoaded { .. }), "{err}");
+    assert_eq!(new_pipe_size(), 64 * PAGE, "after the refusals");
+
+    let start = Instant::now();
+    runtime.unload(program.tunable()).expect("unloading");
+    eprintln!("unload: {:?}", start.elapsed());
+    assert_eq!(new_pipe_size(), 16 * PAGE, "after unloading");
+    assert!(
+        !loaded.dir.exists(),
+        "{} survived the unload",
+        loaded.dir.display()
+    );
+    // The kernel detaches a link whose last pin went away from a workqueue, a moment later.
+    assert!(
+        loop_until(Duration::from_secs(5), || kprobe_lines("alloc_pipe_info")
+            .is_empty()),
+        "probes left after the unload: {:?}",
+        kprobe_lines("alloc_pipe_info")
+    );
+    module.remove();
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_load_is_all_or_nothing() {
+    let module = KernelxModule::insert();
+    let program = SieProgram::from_plan(&pipe_tunable()).expect("the fs plan is supported");
+    let runtime = SieRuntime::system();
+    // The last probe goes to a function that does not exist: the whole load fails.
+    let last = program.probes().len() - 1;
+    let err = runtime
+        .load(&program, 32, |probe| {
+            if std::ptr::eq(probe, &program.probes()[last]) {
+                ProbeTarget::Symbol {
+                    function: "kernelx_no_such_function".to_owned(),
+                    offset: 0,
+                }
+            } else {
+                ProbeTarget::symbol_of(probe)
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, SieError::Attach { .. }), "{err}");
+    assert!(
+        err.to_string().contains("kernelx_no_such_function"),
+        "{err}"
+    );
+    assert!(!runtime.is_loaded(program.tunable()).unwrap());
+    assert_eq!(new_pipe_size(), 16 * PAGE, "after the failed load");
+    assert!(
+        loop_until(Duration::from_secs(5), || kprobe_lines("alloc_pipe_info")
+            .is_empty()),
+        "probes left after the failed load: {:?}",
+        kprobe_lines("alloc_pipe_info")
+    );
+    module.remove();
+}
+
+/// A user-space function for a uprobe: the kfuncs must refuse in its handler.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn kernelx_vm_sie_uprobe_target(x: u64) -> u64 {
+    std::hint::black_box(x) + 1
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_kfuncs_refuse_outside_a_kprobe() {
+    let module = KernelxModule::insert();
+    let program = SieProgram::from_plan(&pipe_tunable()).expect("the fs plan is supported");
+    let post = program
+        .probes()
+        .iter()
+        .position(|p| p.role() == ProbeRole::Post && p.offset() == 0x81)
+        .expect("a post-probe at alloc_pipe_info+0x81");
+    let compare = program
+        .probes()
+        .iter()
+        .position(|p| p.offset() == 0x71)
+        .expect("the compare's post-probe at alloc_pipe_info+0x71");
+    {
+        let detached = Detached::load(&program, 32).expect("loading the program");
+        let prog = detached.program();
+
+        // Attached without a cookie, at a real site: the program does nothing.
+        let link = prog
+            .attach_kprobe_with_opts(false, "alloc_pipe_info", KprobeOpts::default())
+            .expect("attaching at alloc_pipe_info");
+        assert_eq!(
+            new_pipe_size(),
+            16 * PAGE,
+            "cookie 0 must not tune anything"
+        );
+        drop(link);
+
+        // As a uprobe, with the cookie of the compare: the kfunc is called outside a kprobe.
+        let exe = fs::read_link("/proc/self/exe").expect("reading /proc/self/exe");
+        let link = prog
+            .attach_uprobe_with_opts(
+                -1,
+                &exe,
+                0,
+                UprobeOpts {
+                    cookie: Detached::cookie(compare),
+                    func_name: Some("kernelx_vm_sie_uprobe_target".to_owned()),
+                    ..UprobeOpts::default()
+                },
+            )
+            .expect("attaching as a uprobe");
+        assert_eq!(kernelx_vm_sie_uprobe_target(41), 42);
+        drop(link);
+        let stats = detached.stats(compare);
+        assert_eq!(stats.hits, 1, "the uprobe ran once");
+        assert_eq!(
+            (stats.errors, stats.last_error),
+            (1, -1),
+            "kernelx_set_flags must refuse with -EPERM in a uprobe"
+        );
+        assert_eq!(detached.stats(post).hits, 0);
+    }
+    module.remove();
+}
