@@ -1,8 +1,10 @@
 //! SIE in the lab VM (`cargo xtask lab test`; ignored on the host, whose kernel has no kprobes
 //! and no modules): the kernelx module, the BPF program and the loader tune
-//! `PIPE_DEF_BUFFERS` with the golden fs plan, and the kfuncs refuse outside a kprobe.
+//! `PIPE_DEF_BUFFERS` with the golden fs plan, rewrite stored memory in the target module
+//! (`tests/target-module`), and the kfuncs refuse outside a kprobe.
 //!
-//! Needs `kmod/build/kernelx.ko` (the lab builds it before the boot), root, bpffs and debugfs.
+//! Needs `kmod/build/kernelx.ko` and `tests/target-module/build/kx_target.ko` (the lab builds
+//! both before the boot), root, bpffs and debugfs.
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -335,5 +337,200 @@ fn vm_sie_kfuncs_refuse_outside_a_kprobe() {
         );
         assert_eq!(detached.stats(post).hits, 0);
     }
+    module.remove();
+}
+
+/// The target module, loaded for one test.
+struct TargetModule;
+
+impl TargetModule {
+    #[track_caller]
+    fn insert() -> TargetModule {
+        let ko = repo_path("../../tests/target-module/build/kx_target.ko");
+        let status = Command::new("insmod")
+            .arg(&ko)
+            .status()
+            .expect("running insmod");
+        assert!(status.success(), "insmod {} failed: {status}", ko.display());
+        TargetModule
+    }
+
+    /// Calls the function behind debugfs file `name` and returns its result.
+    #[track_caller]
+    fn call(&self, name: &str) -> i64 {
+        let path = format!("/sys/kernel/debug/kx_target/{name}");
+        fs::write(&path, "0").unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{path} returned {text:?}: {e}"))
+    }
+}
+
+impl Drop for TargetModule {
+    fn drop(&mut self) {
+        loop_until(Duration::from_secs(5), || {
+            Command::new("rmmod")
+                .arg("kx_target")
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    }
+}
+
+/// The address of `symbol` (unique in kallsyms) in the target module.
+#[track_caller]
+fn target_symbol(symbol: &str) -> i64 {
+    let kallsyms = fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+    let found: Vec<u64> = kallsyms
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(symbol))
+        .map(|l| u64::from_str_radix(l.split_whitespace().next().unwrap(), 16).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{symbol} in kallsyms: {found:x?}");
+    found[0] as i64
+}
+
+/// A one-site tunable whose seed `mov $IV, <dest>` at `function+seed` stores to memory, as
+/// the analysis would describe it (V = IV, span `seed..post`).
+#[track_caller]
+fn store_tunable(name: &str, function: &str, seed: u32, post: u32, dest: &str) -> TunablePlan {
+    let reason = r#"{"reason": "iv_overflow", "width": 32, "domain": "signed"}"#;
+    let text = format!(
+        r#"{{
+          "name": "{name}", "description": "", "default": 0,
+          "source": {{"form": "macro", "macro_name": "{name}", "file": "kx_target.c",
+                      "values": [0, 1, 2]}},
+          "range": {{"min": -2147483648, "max": 2147483647,
+                     "min_reason": {reason}, "max_reason": {reason}}},
+          "sites": [{{
+            "id": "kx_target.c:{function}+{seed:#x}", "unit": "kx_target.c",
+            "function": "{function}", "section": ".text", "offset": {seed},
+            "len": {len}, "bytes": "{zeros}", "mask": "{zeros}", "asm": "mov $IV, mem",
+            "recipe": {{
+              "kind": "immediate_load", "span": {{"start": {seed}, "end": {post}}},
+              "relation": {{"form": "affine", "a": 1, "b": 0}}, "iv_width": 64,
+              "save": null, "update": {{"update": "load", "dest": {dest}}}, "consumers": 0,
+              "range": {{"min": -2147483648, "max": 2147483647,
+                         "min_reason": {reason}, "max_reason": {reason}}}
+            }},
+            "probes": {{"pre": null, "post": {post}, "alternatives": [],
+                        "jump_optimizable": false, "reason": ""}},
+            "safe_span": "none"
+          }}],
+          "safe_spans": [], "uncovered": [], "warnings": []
+        }}"#,
+        len = post - seed,
+        zeros = "00".repeat((post - seed) as usize),
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_rewrites_stored_memory() {
+    let module = KernelxModule::insert();
+    let target = TargetModule::insert();
+    let runtime = SieRuntime::system();
+    // Offsets of tests/target-module/kx_target.c as gcc-12 builds it for the lab kernel (each
+    // function starts with endbr64 and the __fentry__ call).
+    let store32 = target_symbol("kx_target_store32");
+    let pcpu = target_symbol("kx_target_pcpu");
+    let cases = [
+        // movl $0xc0ffee,kx_target_global32(%rip) at +0x9; RIP-relative from the span start.
+        (
+            store_tunable(
+                "KX_TARGET_STORE32",
+                "kx_target_store32",
+                0x9,
+                0x13,
+                &format!(
+                    r#"{{"place": "mem", "width": 32, "addr": {{"scale": 1, "disp": {},
+                        "rip_relative": true}}}}"#,
+                    target_symbol("kx_target_global32") - (store32 + 0x9)
+                ),
+            ),
+            "store32",
+            0xc0ffee,
+            0x1234,
+        ),
+        // movq $-0x1234567,kx_target_recs+8(%rax) at +0x13 (field q of the record).
+        (
+            store_tunable(
+                "KX_TARGET_STORE64",
+                "kx_target_store64",
+                0x13,
+                0x1e,
+                &format!(
+                    r#"{{"place": "mem", "width": 64, "addr": {{"base": "rax", "scale": 1,
+                        "disp": {}}}}}"#,
+                    target_symbol("kx_target_recs") + 8
+                ),
+            ),
+            "store64",
+            -0x1234567,
+            -5,
+        ),
+        // movl $0x7e57,%gs:kx_target_pcpu_val(%rip) at +0x10: this CPU's copy.
+        (
+            store_tunable(
+                "KX_TARGET_PCPU",
+                "kx_target_pcpu",
+                0x10,
+                0x1b,
+                &format!(
+                    r#"{{"place": "mem", "width": 32, "addr": {{"segment": "gs", "scale": 1,
+                        "disp": {}, "rip_relative": true}}}}"#,
+                    target_symbol("kx_target_pcpu_val") - (pcpu + 0x10)
+                ),
+            ),
+            "pcpu",
+            0x7e57,
+            0x600d,
+        ),
+    ];
+    for (tunable, file, v1, v_new) in &cases {
+        let program = SieProgram::from_plan(tunable).expect("a store is supported");
+        assert_eq!(target.call(file), *v1, "{file} before loading");
+        runtime
+            .load(&program, *v_new, ProbeTarget::symbol_of)
+            .unwrap_or_else(|e| panic!("loading {}: {e}", program.tunable()));
+        let tuned = target.call(file);
+        let stats = runtime.stats(&program).expect("reading the counters");
+        runtime.unload(program.tunable()).expect("unloading");
+        assert_eq!(tuned, *v_new, "{file} with V' = {v_new}: {stats:?}");
+        assert_eq!(target.call(file), *v1, "{file} after unloading");
+    }
+
+    // The same store aimed at the function's own code: the kfunc refuses kernel text.
+    let program = SieProgram::from_plan(&store_tunable(
+        "KX_TARGET_STORE32",
+        "kx_target_store32",
+        0x9,
+        0x13,
+        r#"{"place": "mem", "width": 32, "addr": {"scale": 1, "disp": 0, "rip_relative": true}}"#,
+    ))
+    .expect("a store is supported");
+    runtime
+        .load(&program, 0x1234, ProbeTarget::symbol_of)
+        .expect("loading a store into text (the kfunc, not the loader, refuses)");
+    let result = target.call("store32");
+    let stats = runtime.stats(&program).expect("reading the counters");
+    runtime.unload(program.tunable()).expect("unloading");
+    assert_eq!(
+        result, 0xc0ffee,
+        "the refused update must leave the stored value"
+    );
+    assert_eq!(
+        (stats[0].hits, stats[0].errors, stats[0].last_error),
+        (1, 1, -14),
+        "kernelx_set_stored must refuse text with -EFAULT"
+    );
+    assert_eq!(
+        target.call("store32"),
+        0xc0ffee,
+        "store32 still runs after the refusal"
+    );
+    drop(target);
     module.remove();
 }
