@@ -84,16 +84,10 @@ impl KernelxModule {
         );
         let ko = repo_path("../../kmod/build/kernelx.ko");
         assert!(ko.is_file(), "{} missing: build kmod/ first", ko.display());
-        let kallsyms = fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
-        let matches: Vec<&str> = kallsyms
-            .lines()
-            .filter(|l| l.split_whitespace().nth(2) == Some("current_kprobe"))
-            .collect();
-        assert_eq!(matches.len(), 1, "current_kprobe in kallsyms: {matches:?}");
-        let addr = matches[0].split_whitespace().next().unwrap();
+        let [addr] = kallsyms(["current_kprobe"]);
         let status = Command::new("insmod")
             .arg(&ko)
-            .arg(format!("current_kprobe_addr=0x{addr}"))
+            .arg(format!("current_kprobe_addr={addr:#x}"))
             .status()
             .expect("running insmod");
         assert!(status.success(), "insmod {} failed: {status}", ko.display());
@@ -378,17 +372,34 @@ impl Drop for TargetModule {
     }
 }
 
-/// The address of `symbol` (unique in kallsyms) in the target module.
+/// The addresses of `symbols`, each unique in /proc/kallsyms (read once: under TCG a read of
+/// the whole file takes seconds).
 #[track_caller]
-fn target_symbol(symbol: &str) -> i64 {
-    let kallsyms = fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
-    let found: Vec<u64> = kallsyms
-        .lines()
-        .filter(|l| l.split_whitespace().nth(2) == Some(symbol))
-        .map(|l| u64::from_str_radix(l.split_whitespace().next().unwrap(), 16).unwrap())
-        .collect();
-    assert_eq!(found.len(), 1, "{symbol} in kallsyms: {found:x?}");
-    found[0] as i64
+fn kallsyms<const N: usize>(symbols: [&str; N]) -> [u64; N] {
+    let text = fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+    let mut found: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
+    for line in text.lines() {
+        let mut fields = line.split(' ');
+        let (Some(addr), Some(_), Some(name)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        // Module symbols end with a tab and the module's name.
+        let name = name.split('\t').next().unwrap_or(name);
+        if let Some(i) = symbols.iter().position(|s| *s == name) {
+            found[i].push(u64::from_str_radix(addr, 16).expect("kallsyms addresses are hex"));
+        }
+    }
+    std::array::from_fn(|i| {
+        assert_eq!(
+            found[i].len(),
+            1,
+            "{} in kallsyms: {:x?}",
+            symbols[i],
+            found[i]
+        );
+        found[i][0]
+    })
 }
 
 /// A one-site tunable whose seed `mov $IV, <dest>` at `function+seed` stores to memory, as
@@ -434,8 +445,14 @@ fn vm_sie_rewrites_stored_memory() {
     let runtime = SieRuntime::system();
     // Offsets of tests/target-module/kx_target.c as gcc-12 builds it for the lab kernel (each
     // function starts with endbr64 and the __fentry__ call).
-    let store32 = target_symbol("kx_target_store32");
-    let pcpu = target_symbol("kx_target_pcpu");
+    let [store32, pcpu, global32, recs, pcpu_val] = kallsyms([
+        "kx_target_store32",
+        "kx_target_pcpu",
+        "kx_target_global32",
+        "kx_target_recs",
+        "kx_target_pcpu_val",
+    ])
+    .map(|a| a as i64);
     let cases = [
         // movl $0xc0ffee,kx_target_global32(%rip) at +0x9; RIP-relative from the span start.
         (
@@ -447,7 +464,7 @@ fn vm_sie_rewrites_stored_memory() {
                 &format!(
                     r#"{{"place": "mem", "width": 32, "addr": {{"scale": 1, "disp": {},
                         "rip_relative": true}}}}"#,
-                    target_symbol("kx_target_global32") - (store32 + 0x9)
+                    global32 - (store32 + 0x9)
                 ),
             ),
             "store32",
@@ -464,7 +481,7 @@ fn vm_sie_rewrites_stored_memory() {
                 &format!(
                     r#"{{"place": "mem", "width": 64, "addr": {{"base": "rax", "scale": 1,
                         "disp": {}}}}}"#,
-                    target_symbol("kx_target_recs") + 8
+                    recs + 8
                 ),
             ),
             "store64",
@@ -481,7 +498,7 @@ fn vm_sie_rewrites_stored_memory() {
                 &format!(
                     r#"{{"place": "mem", "width": 32, "addr": {{"segment": "gs", "scale": 1,
                         "disp": {}, "rip_relative": true}}}}"#,
-                    target_symbol("kx_target_pcpu_val") - (pcpu + 0x10)
+                    pcpu_val - (pcpu + 0x10)
                 ),
             ),
             "pcpu",
@@ -492,9 +509,16 @@ fn vm_sie_rewrites_stored_memory() {
     for (tunable, file, v1, v_new) in &cases {
         let program = SieProgram::from_plan(tunable).expect("a store is supported");
         assert_eq!(target.call(file), *v1, "{file} before loading");
-        runtime
+        let start = Instant::now();
+        let loaded = runtime
             .load(&program, *v_new, ProbeTarget::symbol_of)
             .unwrap_or_else(|e| panic!("loading {}: {e}", program.tunable()));
+        eprintln!(
+            "{file}: load {:?} (verify {:?}, attach {:?})",
+            start.elapsed(),
+            loaded.timings.verify,
+            loaded.timings.attach
+        );
         let tuned = target.call(file);
         let stats = runtime.stats(&program).expect("reading the counters");
         runtime.unload(program.tunable()).expect("unloading");
