@@ -236,9 +236,15 @@ fn vm_sie_tunes_pipe_def_buffers() {
 #[test]
 #[ignore = "needs the lab VM: cargo xtask lab test"]
 fn vm_sie_load_is_all_or_nothing() {
-    let module = KernelxModule::insert();
     let program = SieProgram::from_plan(&pipe_tunable()).expect("the fs plan is supported");
     let runtime = SieRuntime::system();
+    let err = runtime
+        .load(&program, 32, ProbeTarget::symbol_of)
+        .unwrap_err();
+    assert!(matches!(err, SieError::ModuleMissing { .. }), "{err}");
+    assert!(!runtime.is_loaded(program.tunable()).unwrap());
+
+    let module = KernelxModule::insert();
     // The last probe goes to a function that does not exist: the whole load fails.
     let last = program.probes().len() - 1;
     let err = runtime

@@ -30,6 +30,9 @@ pub(super) const PROGRAM: &str = "kx_sie";
 pub(super) const PROBES_MAP: &str = "kx_probes";
 pub(super) const STATS_MAP: &str = "kx_stats";
 
+/// Present while the kernelx module (kmod/) is loaded.
+const KERNELX_MODULE: &str = "/sys/module/kernelx";
+
 /// Where tunables are pinned unless told otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/kernelx";
 
@@ -149,6 +152,11 @@ impl SieRuntime {
             });
         }
         let entries = program.entries(value)?;
+        if !Path::new(KERNELX_MODULE).is_dir() {
+            return Err(SieError::ModuleMissing {
+                tunable: tunable.to_owned(),
+            });
+        }
         let mut timings = LoadTimings::default();
 
         let start = Instant::now();

@@ -26,8 +26,40 @@
 //! plan's relation, so a value change is a map write.
 //!
 //! Only immediate mode exists so far: every probe uses the value in its entry from the moment
-//! the entry is written. A `set` rewrites the entries one by one, so for a moment some sites
-//! may apply the new value and others the old one; immediate mode promises no more.
+//! the entry is written.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use kernelx_plan::Plan;
+//! use kernelx_runtime::sie::{ProbeTarget, SieProgram, SieRuntime};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = Plan::read("pipe_def_buffers.plan.json")?;
+//! let program = SieProgram::from_plan(&plan.tunables[0])?;
+//! let runtime = SieRuntime::system();
+//! // Needs root and the kernelx module; real callers pass verified addresses.
+//! let loaded = runtime.load(&program, 32, ProbeTarget::symbol_of)?;
+//! println!("pinned under {}", loaded.dir.display());
+//! runtime.set(&program, 64)?; // a map write: no reload
+//! runtime.unload(program.tunable())?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Races accepted
+//!
+//! * A `set` rewrites the entries one by one (each entry write is one map update), so for a
+//!   moment some sites may apply the new value and others the old one; immediate mode
+//!   promises no more.
+//! * Pre-probe marks live in task storage. A site reached in interrupt context marks (and
+//!   checks) the interrupted task; pre- and post-probe sit a few instructions apart in the
+//!   same function, so an interrupt between them reaching the same site is not a case the
+//!   plans have. When the kernel cannot hand out the task's storage (recursion guard, no
+//!   memory), the pre-probe cannot mark and that one execution keeps the old value.
+//! * On unload (and on a failed load) the entries are cleared before the links go: the kernel
+//!   detaches a link whose last reference went away from a workqueue, a moment later, and a
+//!   cleared entry makes the probe a no-op meanwhile.
 //!
 //! # Minimum kernel version
 //!
@@ -125,11 +157,18 @@ pub enum SieError {
         /// Where its pins would be.
         dir: PathBuf,
     },
-    /// libbpf could not open or load the program (the verifier's log went to stderr).
+    /// The kernelx module, whose kfuncs the program calls, is not loaded.
     #[error(
-        "loading the SIE program for tunable '{tunable}' failed (is the kernelx module loaded? \
-         `insmod kmod/build/kernelx.ko current_kprobe_addr=0x...`): {source}"
+        "tunable '{tunable}' cannot be loaded: the kernelx module is not loaded (build kmod/ \
+         and `insmod kmod/build/kernelx.ko current_kprobe_addr=0x<current_kprobe in \
+         /proc/kallsyms>`)"
     )]
+    ModuleMissing {
+        /// The tunable.
+        tunable: String,
+    },
+    /// libbpf could not open or load the program (the verifier's log went to stderr).
+    #[error("loading the SIE program for tunable '{tunable}' failed: {source}")]
     Load {
         /// The tunable.
         tunable: String,
