@@ -59,6 +59,13 @@ struct {
 	__type(value, struct kx_probe);
 } kx_probes SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kx_control);
+} kx_control SEC(".maps");
+
 /* Per probe: how often it ran, and how often the update failed. */
 struct kx_probe_stats {
 	__u64 hits;
@@ -272,12 +279,17 @@ int kx_sie(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	struct kx_probe_stats *stats;
+	struct kx_control *control;
 	struct kx_probe *p;
-	__u32 index;
+	__u32 index = 0;
 	int err;
 
 	/* Cookie 0 (attached without one) and foreign cookies do nothing. */
 	if (cookie < KX_COOKIE_BASE || cookie >= KX_COOKIE_BASE + KX_MAX_PROBES)
+		return 0;
+	/* Pairs with arm()/disarm() in crates/runtime/src/sie/loader.rs. */
+	control = bpf_map_lookup_elem(&kx_control, &index);
+	if (!control || !control->armed)
 		return 0;
 	index = cookie - KX_COOKIE_BASE;
 	p = bpf_map_lookup_elem(&kx_probes, &index);

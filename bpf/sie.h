@@ -36,6 +36,15 @@ enum kx_compare_op {
 	KX_TEST = 1,
 };
 
+/*
+ * kx_control[0]: whether the probes act at all. The loader arms it after
+ * writing every entry and disarms it before detaching, so entries never change
+ * under a probe on the way in or out (a `set` changes only `value`).
+ */
+struct kx_control {
+	__u64 armed;
+};
+
 /* What one probe does. Every field is 64 bits wide: no padding to mirror. */
 struct kx_probe {
 	__u64 action;	/* enum kx_action */

@@ -112,6 +112,14 @@ impl ProbeStats {
     }
 }
 
+/// `sizeof(struct kx_control)`.
+pub(crate) const CONTROL_SIZE: usize = 8;
+
+/// `struct kx_control` with `armed` set or clear.
+pub(crate) fn control_bytes(armed: bool) -> [u8; CONTROL_SIZE] {
+    u64::from(armed).to_ne_bytes()
+}
+
 /// `enum kernelx_reg`: registers are numbered as the hardware encodes them.
 pub(crate) fn reg(gpr: Gpr) -> u64 {
     gpr.index() as u64
@@ -252,6 +260,13 @@ mod tests {
         assert_eq!(bytes[0..8], 2u64.to_ne_bytes());
         assert_eq!(bytes[48..56], (-2i64).to_ne_bytes());
         assert_eq!(bytes[72..80], NO_MARK.to_ne_bytes());
+    }
+
+    #[test]
+    fn control_mirrors_struct_kx_control() {
+        assert_eq!(c_fields(SIE_H, "kx_control"), ["armed"]);
+        assert_eq!(control_bytes(true), 1u64.to_ne_bytes());
+        assert_eq!(control_bytes(false), [0; CONTROL_SIZE]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! * `program`: the `kx_sie` program;
 //! * `probes`: the `kx_probes` map, what each probe does with IV' for the current V';
 //! * `stats`: the `kx_stats` map, per-probe hit and error counters;
+//! * `control`: the `kx_control` map, whether the probes act at all;
 //! * `link-NNN`: the kprobe link of probe NNN (its index, cookie NNN + 1).
 //!
 //! The links hold the program and the program holds its maps, so the pins are all that keeps
@@ -29,6 +30,7 @@ const SIE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sie.bpf.o"))
 pub(super) const PROGRAM: &str = "kx_sie";
 pub(super) const PROBES_MAP: &str = "kx_probes";
 pub(super) const STATS_MAP: &str = "kx_stats";
+pub(super) const CONTROL_MAP: &str = "kx_control";
 
 /// Present while the kernelx module (kmod/) is loaded.
 const KERNELX_MODULE: &str = "/sys/module/kernelx";
@@ -135,8 +137,9 @@ impl SieRuntime {
     /// says where each probe goes (verified addresses, or `function+offset`).
     ///
     /// Every check that does not need the kernel (the value's range, the tunable's name, an
-    /// earlier load) runs before anything is loaded. The entries are written before the first
-    /// probe is attached, so no probe ever runs with an empty entry.
+    /// earlier load) runs before anything is loaded. The probes are attached disarmed and
+    /// armed at once when every one of them is attached and pinned (pairs with the
+    /// `kx_control` check in `kx_sie`, bpf/sie.bpf.c), so a failed load never tuned anything.
     pub fn load(
         &self,
         program: &SieProgram,
@@ -166,6 +169,7 @@ impl SieRuntime {
         let start = Instant::now();
         let probes = map_of(tunable, &object, PROBES_MAP, PROBE_ENTRY_SIZE)?;
         map_of(tunable, &object, STATS_MAP, PROBE_STATS_SIZE)?;
+        let control = map_of(tunable, &object, CONTROL_MAP, abi::CONTROL_SIZE)?;
         write_entries(tunable, &probes, &entries)?;
         timings.fill = start.elapsed();
 
@@ -178,29 +182,27 @@ impl SieRuntime {
         let mut targets = Vec::with_capacity(program.probes().len());
         for (index, probe) in program.probes().iter().enumerate() {
             let target = locate(probe);
-            match attach(&prog, &target, abi::COOKIE_BASE + index as u64) {
-                Ok(link) => links.push(link),
-                Err(source) => {
-                    // Dropping `links` detaches what is attached, but the kernel may finish
-                    // that later: clear the entries first so nothing applies meanwhile.
-                    let _ = disarm(tunable, &probes);
-                    return Err(SieError::Attach {
+            // An early return drops `links`: the probes attached so far, never armed, detach.
+            let link =
+                attach(&prog, &target, abi::COOKIE_BASE + index as u64).map_err(|source| {
+                    SieError::Attach {
                         tunable: tunable.to_owned(),
                         site: probe.site().to_owned(),
                         role: probe.role(),
-                        target,
+                        target: target.clone(),
                         source,
-                    });
-                }
-            }
+                    }
+                })?;
+            links.push(link);
             targets.push(target);
         }
         timings.attach = start.elapsed();
 
         let start = Instant::now();
-        if let Err(e) = pin_all(tunable, &self.root, &dir, object, &mut links) {
-            // The pins made so far would keep probes alive after `links` drops.
-            let _ = disarm(tunable, &probes);
+        let armed = pin_all(tunable, &self.root, &dir, object, &mut links)
+            .and_then(|()| set_armed(tunable, &control, true));
+        if let Err(e) = armed {
+            // The pins made so far would keep the (disarmed) probes alive.
             let _ = remove_pins(tunable, &dir);
             return Err(e);
         }
@@ -212,9 +214,9 @@ impl SieRuntime {
         })
     }
 
-    /// Changes a loaded tunable's value to `value`: the pinned entries are rewritten (pairs
-    /// with the lookup in `kx_sie`, bpf/sie.bpf.c, which reads an entry once per hit; each
-    /// probe sees the old or the new entry).
+    /// Changes a loaded tunable's value to `value`: the pinned entries are rewritten, one map
+    /// update each (pairs with the lookup in `kx_sie`, bpf/sie.bpf.c; see "Races accepted" in
+    /// the module docs).
     pub fn set(&self, program: &SieProgram, value: i64) -> Result<(), SieError> {
         let tunable = program.tunable();
         let entries = program.entries(value)?;
@@ -241,11 +243,11 @@ impl SieRuntime {
             .collect()
     }
 
-    /// Unloads `tunable`. Its probes stop applying updates at once: every entry is cleared
-    /// first (pairs with the `KX_ACT_NONE` check in `kx_sie`, bpf/sie.bpf.c), because the
-    /// kernel releases a link whose last pin goes away later, from a workqueue. Then the
-    /// links go (each probe detaches as its last reference goes), then program, maps and the
-    /// directory.
+    /// Unloads `tunable`. Its probes stop acting at once: they are disarmed first (pairs with
+    /// the `kx_control` check in `kx_sie`, bpf/sie.bpf.c), because the kernel releases a link
+    /// whose last pin goes away later, from a workqueue. A probe that saw the program armed
+    /// finishes with its unchanged entry, as if it had run just before. Then the links go
+    /// (each probe detaches as its last reference goes), then program, maps and directory.
     pub fn unload(&self, tunable: &str) -> Result<(), SieError> {
         let dir = self.dir(tunable)?;
         if !dir.is_dir() {
@@ -254,12 +256,10 @@ impl SieRuntime {
                 dir,
             });
         }
-        // A load interrupted before pinning the map leaves no map to clear, only pins.
-        if dir.join("probes").exists() {
-            disarm(
-                tunable,
-                &self.pinned_map(tunable, "probes", PROBE_ENTRY_SIZE)?,
-            )?;
+        // A load interrupted before pinning `control` never armed its probes.
+        if dir.join("control").exists() {
+            let control = self.pinned_map(tunable, "control", abi::CONTROL_SIZE)?;
+            set_armed(tunable, &control, false)?;
         }
         remove_pins(tunable, &dir)
     }
@@ -339,9 +339,15 @@ pub(super) fn write_entries(
     Ok(())
 }
 
-/// Clears every entry: the probes still attached do nothing from now on.
-fn disarm(tunable: &str, map: &MapHandle) -> Result<(), SieError> {
-    write_entries(tunable, map, &[ProbeEntry::default(); abi::MAX_PROBES])
+/// Arms or disarms every probe of the program `control` belongs to.
+pub(super) fn set_armed(tunable: &str, control: &MapHandle, armed: bool) -> Result<(), SieError> {
+    control
+        .update(
+            &0u32.to_ne_bytes(),
+            &abi::control_bytes(armed),
+            MapFlags::ANY,
+        )
+        .map_err(|source| map_error(tunable, "writing", CONTROL_MAP, source))
 }
 
 fn map_error(tunable: &str, action: &'static str, map: &str, source: libbpf_rs::Error) -> SieError {
@@ -424,7 +430,11 @@ fn pin_all(
             source,
         }
     };
-    for (name, pin) in [(PROBES_MAP, "probes"), (STATS_MAP, "stats")] {
+    for (name, pin) in [
+        (PROBES_MAP, "probes"),
+        (STATS_MAP, "stats"),
+        (CONTROL_MAP, "control"),
+    ] {
         let path = dir.join(pin);
         let mut map = object
             .maps_mut()

@@ -57,10 +57,14 @@
 //!   same function, so an interrupt between them reaching the same site is not a case the
 //!   plans have. When the kernel cannot hand out the task's storage (recursion guard, no
 //!   memory), the pre-probe cannot mark and that one execution keeps the old value.
-//! * On unload (and on a failed load) the entries are cleared before the links go: the kernel
-//!   detaches a link whose last reference went away from a workqueue, a moment later, and a
-//!   cleared entry makes the probe a no-op meanwhile.
-//!
+//! * The kernel copies a map value with memcpy, so a probe may read an entry while `set`
+//!   rewrites it. Only `value` differs between the two entries, and x86 writes an aligned
+//!   u64 at once in practice, but nothing promises it: an mmapped map written with one
+//!   atomic store would.
+//! * The kernel detaches a link whose last reference went away from a workqueue, a moment
+//!   after `unload` returns; the probes are disarmed before that (`kx_control`), so they do
+//!   nothing meanwhile.
+
 //! # Minimum kernel version
 //!
 //! Kprobe programs calling module kfuncs (`BTF_KFUNC_HOOK_KPROBE`, see the crate docs), attach

@@ -5,7 +5,9 @@
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramMut};
 
 use super::abi::{self, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, ProbeStats};
-use super::loader::{PROBES_MAP, PROGRAM, STATS_MAP, map_of, open_and_load, write_entries};
+use super::loader::{
+    CONTROL_MAP, PROBES_MAP, PROGRAM, STATS_MAP, map_of, open_and_load, set_armed, write_entries,
+};
 use super::{SieError, SieProgram};
 
 /// The loaded, unattached SIE program of one tunable; dropping it unloads it.
@@ -15,7 +17,7 @@ pub struct Detached {
 }
 
 impl Detached {
-    /// Loads the program with `program`'s entries for V' = `value`.
+    /// Loads the program with `program`'s entries for V' = `value`, armed.
     pub fn load(program: &SieProgram, value: i64) -> Result<Detached, SieError> {
         let tunable = program.tunable();
         let entries = program.entries(value)?;
@@ -23,6 +25,8 @@ impl Detached {
         let probes = map_of(tunable, &object, PROBES_MAP, PROBE_ENTRY_SIZE)?;
         write_entries(tunable, &probes, &entries)?;
         let stats = map_of(tunable, &object, STATS_MAP, PROBE_STATS_SIZE)?;
+        let control = map_of(tunable, &object, CONTROL_MAP, abi::CONTROL_SIZE)?;
+        set_armed(tunable, &control, true)?;
         Ok(Detached { object, stats })
     }
 
