@@ -1,7 +1,8 @@
 //! SIE in the lab VM (`cargo xtask lab test`; ignored on the host, whose kernel has no kprobes
 //! and no modules): the kernelx module, the BPF program and the loader tune
-//! `PIPE_DEF_BUFFERS` with the golden fs plan, rewrite stored memory in the target module
-//! (`tests/target-module`), and the kfuncs refuse outside a kprobe.
+//! `PIPE_DEF_BUFFERS` with the golden fs plan, rewrite stored memory and recompute the flags of
+//! 8/16/32/64-bit compares in the target module (`tests/target-module`), and the kfuncs refuse
+//! outside a kprobe.
 //!
 //! Needs `kmod/build/kernelx.ko` and `tests/target-module/build/kx_target.ko` (the lab builds
 //! both before the boot), root, bpffs and debugfs.
@@ -375,8 +376,14 @@ impl TargetModule {
     /// Calls the function behind debugfs file `name` and returns its result.
     #[track_caller]
     fn call(&self, name: &str) -> i64 {
+        self.call_with(name, 0)
+    }
+
+    /// Calls the function behind debugfs file `name` on `x` and returns its result.
+    #[track_caller]
+    fn call_with(&self, name: &str, x: u64) -> i64 {
         let path = format!("/sys/kernel/debug/kx_target/{name}");
-        fs::write(&path, "0").unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        fs::write(&path, x.to_string()).unwrap_or_else(|e| panic!("writing {path}: {e}"));
         let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
         text.trim()
             .parse()
@@ -426,12 +433,48 @@ fn kallsyms<const N: usize>(symbols: [&str; N]) -> [u64; N] {
 }
 
 /// A one-site tunable whose seed `mov $IV, <dest>` at `function+seed` stores to memory, as
-/// the analysis would describe it (V = IV, span `seed..post`).
+/// the analysis would describe it (IV = V, span `seed..post`).
 #[track_caller]
 fn store_tunable(name: &str, function: &str, seed: u32, post: u32, dest: &str) -> TunablePlan {
-    let reason = r#"{"reason": "iv_overflow", "width": 32, "domain": "signed"}"#;
-    let text = format!(
-        r#"{{
+    let seed = TargetSeed {
+        function,
+        seed,
+        post,
+        kind: "immediate_load",
+        iv_minus_v: 0,
+        iv_width: 64,
+    };
+    seed.tunable(name, &format!(r#"{{"update": "load", "dest": {dest}}}"#))
+}
+
+/// The seed instruction of a one-site tunable in the target module.
+struct TargetSeed<'a> {
+    function: &'a str,
+    /// Its offset; the span ends at `post`, where the post-probe goes.
+    seed: u32,
+    post: u32,
+    /// The recipe's kind.
+    kind: &'a str,
+    /// IV = V + `iv_minus_v`.
+    iv_minus_v: i64,
+    iv_width: u8,
+}
+
+impl TargetSeed<'_> {
+    /// The tunable, as the analysis would describe it, whose site applies `update` (JSON).
+    #[track_caller]
+    fn tunable(&self, name: &str, update: &str) -> TunablePlan {
+        let TargetSeed {
+            function,
+            seed,
+            post,
+            kind,
+            iv_minus_v,
+            iv_width,
+        } = self;
+        let reason = r#"{"reason": "iv_overflow", "width": 32, "domain": "signed"}"#;
+        let text = format!(
+            r#"{{
           "name": "{name}", "description": "", "default": 0,
           "source": {{"form": "macro", "macro_name": "{name}", "file": "kx_target.c",
                       "values": [0, 1, 2]}},
@@ -442,9 +485,9 @@ fn store_tunable(name: &str, function: &str, seed: u32, post: u32, dest: &str) -
             "function": "{function}", "section": ".text", "offset": {seed},
             "len": {len}, "bytes": "{zeros}", "mask": "{zeros}", "asm": "mov $IV, mem",
             "recipe": {{
-              "kind": "immediate_load", "span": {{"start": {seed}, "end": {post}}},
-              "relation": {{"form": "affine", "a": 1, "b": 0}}, "iv_width": 64,
-              "save": null, "update": {{"update": "load", "dest": {dest}}}, "consumers": 0,
+              "kind": "{kind}", "span": {{"start": {seed}, "end": {post}}},
+              "relation": {{"form": "affine", "a": 1, "b": {iv_minus_v}}},
+              "iv_width": {iv_width}, "save": null, "update": {update}, "consumers": 0,
               "range": {{"min": -2147483648, "max": 2147483647,
                          "min_reason": {reason}, "max_reason": {reason}}}
             }},
@@ -454,10 +497,11 @@ fn store_tunable(name: &str, function: &str, seed: u32, post: u32, dest: &str) -
           }}],
           "safe_spans": [], "uncovered": [], "warnings": []
         }}"#,
-        len = post - seed,
-        zeros = "00".repeat((post - seed) as usize),
-    );
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+            len = post - seed,
+            zeros = "00".repeat((post - seed) as usize),
+        );
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+    }
 }
 
 #[test]
@@ -578,6 +622,118 @@ fn vm_sie_rewrites_stored_memory() {
         0xc0ffee,
         "store32 still runs after the refusal"
     );
+    drop(target);
+    module.remove();
+}
+
+/// A compare update (JSON) of `op` at `width` bits reading `input` (a place, JSON).
+fn compare_update(op: &str, width: u8, input: &str) -> String {
+    format!(
+        r#"{{"update": "compare", "op": "{op}", "width": {width},
+            "input": {{"input": "read", "place": {input}}}, "flags": 2261}}"#
+    )
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_recomputes_compare_flags() {
+    let module = KernelxModule::insert();
+    let target = TargetModule::insert();
+    let runtime = SieRuntime::system();
+    let reg = |gpr: &str, width: u8| {
+        format!(r#"{{"place": "reg", "reg": {{"gpr": "{gpr}", "width": {width}}}}}"#)
+    };
+    let seed = |function, seed, post, iv_minus_v, iv_width| TargetSeed {
+        function,
+        seed,
+        post,
+        kind: "compare",
+        iv_minus_v,
+        iv_width,
+    };
+    // (debugfs file, seed, update, input x, result at V, V', result at V'); offsets of
+    // tests/target-module/kx_target.c as gcc-12 builds it for the lab kernel.
+    let cases = [
+        // cmpb $0x9c,(%rdi) then seta: (u8)x > V.
+        (
+            "cmp8",
+            seed("kx_target_cmp8", 0xb, 0xe, 0, 8),
+            compare_update(
+                "cmp",
+                8,
+                r#"{"place": "mem", "addr": {"base": "rdi", "scale": 1, "disp": 0}, "width": 8}"#,
+            ),
+            0x80,
+            0,
+            0x10,
+            1,
+        ),
+        // cmp $0x7abc,%dx then ja (a branch kprobes emulate with the rewritten flags).
+        (
+            "cmp16",
+            seed("kx_target_cmp16", 0xe, 0x13, 0, 16),
+            compare_update("cmp", 16, &reg("rdx", 16)),
+            0x1000,
+            0,
+            0x800,
+            1,
+        ),
+        // x < V is cmp $(V-1),%eax then setbe.
+        (
+            "cmp32",
+            seed("kx_target_cmp32", 0xc, 0x11, -1, 32),
+            compare_update("cmp", 32, &reg("rax", 32)),
+            0x100,
+            1,
+            0x80,
+            0,
+        ),
+        // x >= V is cmp $(V-1),%rdx (sign-extended imm32) then ja.
+        (
+            "cmp64",
+            seed("kx_target_cmp64", 0xe, 0x15, -1, 64),
+            compare_update("cmp", 64, &reg("rdx", 64)),
+            0x3000_0000,
+            1,
+            0x4000_0000,
+            0,
+        ),
+        // test $0xf0f000,%eax then setne.
+        (
+            "test",
+            seed("kx_target_test", 0xc, 0x11, 0, 32),
+            compare_update("test", 32, &reg("rax", 32)),
+            0x1000,
+            1,
+            0x0f0f,
+            0,
+        ),
+    ];
+    for (file, seed, update, x, at_v, v_new, at_v_new) in &cases {
+        let name = format!("KX_TARGET_{}", file.to_uppercase());
+        let program = SieProgram::from_plan(&seed.tunable(&name, update))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            target.call_with(file, *x),
+            *at_v,
+            "{file}({x:#x}) before loading"
+        );
+        runtime
+            .load(&program, *v_new, ProbeTarget::symbol_of)
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+        let tuned = target.call_with(file, *x);
+        let stats = runtime.stats(&program).expect("reading the counters");
+        runtime.unload(&name).expect("unloading");
+        assert_eq!(
+            tuned, *at_v_new,
+            "{file}({x:#x}) with V' = {v_new:#x}: {stats:?}"
+        );
+        assert_eq!(
+            target.call_with(file, *x),
+            *at_v,
+            "{file}({x:#x}) after unloading"
+        );
+    }
     drop(target);
     module.remove();
 }
