@@ -504,9 +504,64 @@ impl TargetSeed<'_> {
     }
 }
 
+/// One tunable of the target module and what its debugfs file returns for input `x` at V
+/// and at V'.
+struct TargetCase {
+    file: &'static str,
+    tunable: TunablePlan,
+    x: u64,
+    at_v: i64,
+    v_new: i64,
+    at_v_new: i64,
+}
+
+impl TargetModule {
+    /// Loads `case` at V', checks the result, unloads and checks it is back.
+    #[track_caller]
+    fn check(&self, runtime: &SieRuntime, case: &TargetCase) {
+        let TargetCase {
+            file,
+            tunable,
+            x,
+            at_v,
+            v_new,
+            at_v_new,
+        } = case;
+        let program =
+            SieProgram::from_plan(tunable).unwrap_or_else(|e| panic!("{}: {e}", tunable.name));
+        assert_eq!(
+            self.call_with(file, *x),
+            *at_v,
+            "{file}({x:#x}) before loading"
+        );
+        let start = Instant::now();
+        let loaded = runtime
+            .load(&program, *v_new, ProbeTarget::symbol_of)
+            .unwrap_or_else(|e| panic!("loading {}: {e}", tunable.name));
+        eprintln!(
+            "{file}: load {:?} (verify {:?}, attach {:?})",
+            start.elapsed(),
+            loaded.timings.verify,
+            loaded.timings.attach
+        );
+        let tuned = self.call_with(file, *x);
+        let stats = runtime.stats(&program).expect("reading the counters");
+        runtime.unload(&tunable.name).expect("unloading");
+        assert_eq!(
+            tuned, *at_v_new,
+            "{file}({x:#x}) with V' = {v_new:#x}: {stats:?}"
+        );
+        assert_eq!(
+            self.call_with(file, *x),
+            *at_v,
+            "{file}({x:#x}) after unloading"
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs the lab VM: cargo xtask lab test"]
-fn vm_sie_rewrites_stored_memory() {
+fn vm_sie_loads_registers_and_stored_memory() {
     let module = KernelxModule::insert();
     let target = TargetModule::insert();
     let runtime = SieRuntime::system();
@@ -521,9 +576,40 @@ fn vm_sie_rewrites_stored_memory() {
     ])
     .map(|a| a as i64);
     let cases = [
+        // mov $0x5eed1,%eax at +0xc (a 32-bit write zeroes the upper half), then x + V.
+        TargetCase {
+            file: "imm_reg",
+            tunable: store_tunable(
+                "KX_TARGET_IMM_REG",
+                "kx_target_imm_reg",
+                0xc,
+                0x11,
+                &reg("rax", 32),
+            ),
+            x: 1,
+            at_v: 0x5eed2,
+            v_new: 0x100,
+            at_v_new: 0x101,
+        },
+        // movabs $0x1badcafe5eedf00d,%rax at +0x9, then x + V.
+        TargetCase {
+            file: "imm_reg64",
+            tunable: store_tunable(
+                "KX_TARGET_IMM_REG64",
+                "kx_target_imm_reg64",
+                0x9,
+                0x13,
+                &reg("rax", 64),
+            ),
+            x: 1,
+            at_v: 0x1badcafe5eedf00e,
+            v_new: -1,
+            at_v_new: 0,
+        },
         // movl $0xc0ffee,kx_target_global32(%rip) at +0x9; RIP-relative from the span start.
-        (
-            store_tunable(
+        TargetCase {
+            file: "store32",
+            tunable: store_tunable(
                 "KX_TARGET_STORE32",
                 "kx_target_store32",
                 0x9,
@@ -534,13 +620,15 @@ fn vm_sie_rewrites_stored_memory() {
                     global32 - (store32 + 0x9)
                 ),
             ),
-            "store32",
-            0xc0ffee,
-            0x1234,
-        ),
+            x: 0,
+            at_v: 0xc0ffee,
+            v_new: 0x1234,
+            at_v_new: 0x1234,
+        },
         // movq $-0x1234567,kx_target_recs+8(%rax) at +0x13 (field q of the record).
-        (
-            store_tunable(
+        TargetCase {
+            file: "store64",
+            tunable: store_tunable(
                 "KX_TARGET_STORE64",
                 "kx_target_store64",
                 0x13,
@@ -551,13 +639,15 @@ fn vm_sie_rewrites_stored_memory() {
                     recs + 8
                 ),
             ),
-            "store64",
-            -0x1234567,
-            -5,
-        ),
+            x: 0,
+            at_v: -0x1234567,
+            v_new: -5,
+            at_v_new: -5,
+        },
         // movl $0x7e57,%gs:kx_target_pcpu_val(%rip) at +0x10: this CPU's copy.
-        (
-            store_tunable(
+        TargetCase {
+            file: "pcpu",
+            tunable: store_tunable(
                 "KX_TARGET_PCPU",
                 "kx_target_pcpu",
                 0x10,
@@ -568,29 +658,14 @@ fn vm_sie_rewrites_stored_memory() {
                     pcpu_val - (pcpu + 0x10)
                 ),
             ),
-            "pcpu",
-            0x7e57,
-            0x600d,
-        ),
+            x: 0,
+            at_v: 0x7e57,
+            v_new: 0x600d,
+            at_v_new: 0x600d,
+        },
     ];
-    for (tunable, file, v1, v_new) in &cases {
-        let program = SieProgram::from_plan(tunable).expect("a store is supported");
-        assert_eq!(target.call(file), *v1, "{file} before loading");
-        let start = Instant::now();
-        let loaded = runtime
-            .load(&program, *v_new, ProbeTarget::symbol_of)
-            .unwrap_or_else(|e| panic!("loading {}: {e}", program.tunable()));
-        eprintln!(
-            "{file}: load {:?} (verify {:?}, attach {:?})",
-            start.elapsed(),
-            loaded.timings.verify,
-            loaded.timings.attach
-        );
-        let tuned = target.call(file);
-        let stats = runtime.stats(&program).expect("reading the counters");
-        runtime.unload(program.tunable()).expect("unloading");
-        assert_eq!(tuned, *v_new, "{file} with V' = {v_new}: {stats:?}");
-        assert_eq!(target.call(file), *v1, "{file} after unloading");
+    for case in &cases {
+        target.check(&runtime, case);
     }
 
     // The same store aimed at the function's own code: the kfunc refuses kernel text.
@@ -626,6 +701,11 @@ fn vm_sie_rewrites_stored_memory() {
     module.remove();
 }
 
+/// A register place (JSON).
+fn reg(gpr: &str, width: u8) -> String {
+    format!(r#"{{"place": "reg", "reg": {{"gpr": "{gpr}", "width": {width}}}}}"#)
+}
+
 /// A compare update (JSON) of `op` at `width` bits reading `input` (a place, JSON).
 fn compare_update(op: &str, width: u8, input: &str) -> String {
     format!(
@@ -640,9 +720,6 @@ fn vm_sie_recomputes_compare_flags() {
     let module = KernelxModule::insert();
     let target = TargetModule::insert();
     let runtime = SieRuntime::system();
-    let reg = |gpr: &str, width: u8| {
-        format!(r#"{{"place": "reg", "reg": {{"gpr": "{gpr}", "width": {width}}}}}"#)
-    };
     let seed = |function, seed, post, iv_minus_v, iv_width| TargetSeed {
         function,
         seed,
@@ -651,11 +728,20 @@ fn vm_sie_recomputes_compare_flags() {
         iv_minus_v,
         iv_width,
     };
-    // (debugfs file, seed, update, input x, result at V, V', result at V'); offsets of
-    // tests/target-module/kx_target.c as gcc-12 builds it for the lab kernel.
+    // Offsets of tests/target-module/kx_target.c as gcc-12 builds it for the lab kernel.
+    let case = |file: &'static str, seed: TargetSeed, update: String, x, at_v, v_new, at_v_new| {
+        TargetCase {
+            file,
+            tunable: seed.tunable(&format!("KX_TARGET_{}", file.to_uppercase()), &update),
+            x,
+            at_v,
+            v_new,
+            at_v_new,
+        }
+    };
     let cases = [
         // cmpb $0x9c,(%rdi) then seta: (u8)x > V.
-        (
+        case(
             "cmp8",
             seed("kx_target_cmp8", 0xb, 0xe, 0, 8),
             compare_update(
@@ -669,7 +755,7 @@ fn vm_sie_recomputes_compare_flags() {
             1,
         ),
         // cmp $0x7abc,%dx then ja (a branch kprobes emulate with the rewritten flags).
-        (
+        case(
             "cmp16",
             seed("kx_target_cmp16", 0xe, 0x13, 0, 16),
             compare_update("cmp", 16, &reg("rdx", 16)),
@@ -679,7 +765,7 @@ fn vm_sie_recomputes_compare_flags() {
             1,
         ),
         // x < V is cmp $(V-1),%eax then setbe.
-        (
+        case(
             "cmp32",
             seed("kx_target_cmp32", 0xc, 0x11, -1, 32),
             compare_update("cmp", 32, &reg("rax", 32)),
@@ -689,7 +775,7 @@ fn vm_sie_recomputes_compare_flags() {
             0,
         ),
         // x >= V is cmp $(V-1),%rdx (sign-extended imm32) then ja.
-        (
+        case(
             "cmp64",
             seed("kx_target_cmp64", 0xe, 0x15, -1, 64),
             compare_update("cmp", 64, &reg("rdx", 64)),
@@ -699,7 +785,7 @@ fn vm_sie_recomputes_compare_flags() {
             0,
         ),
         // test $0xf0f000,%eax then setne.
-        (
+        case(
             "test",
             seed("kx_target_test", 0xc, 0x11, 0, 32),
             compare_update("test", 32, &reg("rax", 32)),
@@ -709,30 +795,8 @@ fn vm_sie_recomputes_compare_flags() {
             0,
         ),
     ];
-    for (file, seed, update, x, at_v, v_new, at_v_new) in &cases {
-        let name = format!("KX_TARGET_{}", file.to_uppercase());
-        let program = SieProgram::from_plan(&seed.tunable(&name, update))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(
-            target.call_with(file, *x),
-            *at_v,
-            "{file}({x:#x}) before loading"
-        );
-        runtime
-            .load(&program, *v_new, ProbeTarget::symbol_of)
-            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
-        let tuned = target.call_with(file, *x);
-        let stats = runtime.stats(&program).expect("reading the counters");
-        runtime.unload(&name).expect("unloading");
-        assert_eq!(
-            tuned, *at_v_new,
-            "{file}({x:#x}) with V' = {v_new:#x}: {stats:?}"
-        );
-        assert_eq!(
-            target.call_with(file, *x),
-            *at_v,
-            "{file}({x:#x}) after unloading"
-        );
+    for case in &cases {
+        target.check(&runtime, case);
     }
     drop(target);
     module.remove();

@@ -222,7 +222,10 @@ pub enum SieError {
         source: libbpf_rs::Error,
     },
     /// Pinning an object failed; the tunable was unloaded again.
-    #[error("tunable '{tunable}': pinning {}: {source}; the tunable was unloaded again", path.display())]
+    #[error(
+        "tunable '{tunable}': pinning {}: {source}; the tunable was unloaded again",
+        path.display()
+    )]
     Pin {
         /// The tunable.
         tunable: String,
