@@ -8,6 +8,7 @@ pub mod kallsyms;
 pub mod kcore;
 pub mod kprobes;
 pub mod patching;
+pub mod sie;
 pub mod verify;
 
 #[cfg(test)]

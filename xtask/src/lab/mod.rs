@@ -137,7 +137,9 @@ fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
 
 /// Runs every `vm_*` integration test binary of the workspace in one boot.
 pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
-    build_target_module(kernel)?;
+    for module in LAB_MODULES {
+        build_module(kernel, module)?;
+    }
     let tests: Vec<_> = cargo::build(&["test", "--workspace", "--no-run"])?
         .into_iter()
         .filter(|e| e.is_test && e.name.starts_with("vm_"))
@@ -169,20 +171,39 @@ pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
     )?)
 }
 
-/// Builds the lab tests' target module (`tests/target-module/build/kx_target.ko`) on the host,
-/// against the lab kernel's headers: kbuild in the guest would run under TCG, several times
-/// slower. make leaves an up-to-date module alone.
-fn build_target_module(kernel: &LabKernel) -> Result<()> {
+/// A kernel module the lab tests load, built on the host.
+struct LabModule {
+    /// Its directory in the repository (a Makefile taking KDIR).
+    dir: &'static str,
+    /// What it is, for messages.
+    what: &'static str,
+}
+
+const LAB_MODULES: &[LabModule] = &[
+    LabModule {
+        dir: "tests/target-module",
+        what: "the lab tests' target module",
+    },
+    LabModule {
+        dir: "kmod",
+        what: "the kernelx module",
+    },
+];
+
+/// Builds `module` (into `<dir>/build/`) on the host, against the lab kernel's headers: kbuild
+/// in the guest would run under TCG, several times slower. make leaves an up-to-date module
+/// alone.
+fn build_module(kernel: &LabKernel, module: &LabModule) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent directory")?;
-    let dir = root.join("tests/target-module");
+    let dir = root.join(module.dir);
     eprintln!("lab: building {}", dir.display());
     // Where the headers package puts them (setup installs it).
     let kdir = format!("KDIR=/usr/src/linux-headers-{}", kernel.release());
-    let log = std::env::temp_dir().join("kernelx-target-module.log");
+    let log = std::env::temp_dir().join(format!("kernelx-{}.log", module.dir.replace('/', "-")));
     process::run_logged(Command::new("make").arg("-C").arg(&dir).arg(kdir), &log)
-        .context("building the lab tests' target module")
+        .with_context(|| format!("building {}", module.what))
 }
 
 fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {

@@ -39,14 +39,25 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("flex", "kbuild prepare"),
     ("bison", "kbuild prepare"),
     ("bc", "kbuild prepare"),
-    ("libelf-dev", "kbuild prepare (objtool)"),
+    (
+        "libelf-dev",
+        "kbuild prepare (objtool); libbpf (kernelx-runtime)",
+    ),
     ("libssl-dev", "kbuild prepare (sign-file)"),
     ("dwarves", "pahole, for module BTF"),
     ("xz-utils", "unpacking the source tarball"),
     ("cpio", "the initramfs writer's test lists archives with it"),
     ("libseccomp-dev", "building virtiofsd"),
     ("libcap-ng-dev", "building virtiofsd"),
-    ("pkg-config", "building virtiofsd"),
+    (
+        "pkg-config",
+        "building virtiofsd and libbpf (kernelx-runtime)",
+    ),
+    (
+        "clang",
+        "compiling the SIE BPF program (kernelx-runtime build.rs)",
+    ),
+    ("zlib1g-dev", "libbpf (kernelx-runtime)"),
 ];
 
 /// Which optional parts `setup` prepares.

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Scoped Indirect Execution: one kprobe program attached at every probe of a
+ * tunable. The attach cookie names the probe's entry in kx_probes, which the
+ * loader (crates/runtime/src/sie) fills with what that probe does and with IV'
+ * already computed from V'; changing V' is a map write.
+ *
+ * Only what this file uses is declared here (x86-64), so building it needs
+ * clang and nothing else.
+ */
+
+typedef unsigned char __u8;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef long long __s64;
+
+#include "sie.h"
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int(*name)[val]
+#define __type(name, val) typeof(val) *name
+#define __ksym __attribute__((section(".ksyms")))
+#define __always_inline inline __attribute__((always_inline))
+
+/* x86-64 struct pt_regs, as the kernel lays it out. */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+struct task_struct;
+
+/* Helper ids from include/uapi/linux/bpf.h. */
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_probe_read_kernel)(void *dst, __u32 size,
+				     const void *src) = (void *)113;
+static void *(*bpf_task_storage_get)(void *map, struct task_struct *task,
+				     void *value, __u64 flags) = (void *)156;
+static struct task_struct *(*bpf_get_current_task_btf)(void) = (void *)158;
+static __u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)174;
+
+#define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_TASK_STORAGE 29
+#define BPF_F_NO_PREALLOC 1
+#define BPF_LOCAL_STORAGE_GET_F_CREATE 1
+
+/* The kernelx module's kfuncs (kmod/kernelx.c). */
+extern int kernelx_set_reg(struct pt_regs *regs, __u32 reg, __u64 value) __ksym;
+extern int kernelx_set_flags(struct pt_regs *regs, __u64 mask, __u64 value) __ksym;
+extern int kernelx_set_stored(struct pt_regs *regs, __u64 operand, __s64 disp,
+			      __u64 value) __ksym;
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KX_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct kx_probe);
+} kx_probes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kx_control);
+} kx_control SEC(".maps");
+
+/* Per probe: how often it ran, and how often the update failed. */
+struct kx_probe_stats {
+	__u64 hits;
+	__u64 errors;
+	__s64 last_error;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KX_MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct kx_probe_stats);
+} kx_stats SEC(".maps");
+
+/* Per task: the sites whose pre-probe it passed and whose post-probe it has not. */
+struct kx_marks {
+	__u64 bits[KX_MAX_MARKS / 64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kx_marks);
+} kx_entered SEC(".maps");
+
+/*
+ * The general-purpose registers in hardware order (enum kernelx_reg). The
+ * verifier wants every context load at a constant offset from the unmodified
+ * context pointer, so they are copied once; a switch over the context would
+ * let clang compute the offset.
+ */
+static __always_inline void read_regs(struct pt_regs *ctx, __u64 *regs)
+{
+	regs[KX_REG_RAX] = ctx->ax;
+	regs[KX_REG_RCX] = ctx->cx;
+	regs[KX_REG_RDX] = ctx->dx;
+	regs[KX_REG_RBX] = ctx->bx;
+	regs[KX_REG_RSP] = ctx->sp;
+	regs[KX_REG_RBP] = ctx->bp;
+	regs[KX_REG_RSI] = ctx->si;
+	regs[KX_REG_RDI] = ctx->di;
+	regs[KX_REG_R8] = ctx->r8;
+	regs[KX_REG_R9] = ctx->r9;
+	regs[KX_REG_R10] = ctx->r10;
+	regs[KX_REG_R11] = ctx->r11;
+	regs[KX_REG_R12] = ctx->r12;
+	regs[KX_REG_R13] = ctx->r13;
+	regs[KX_REG_R14] = ctx->r14;
+	regs[KX_REG_R15] = ctx->r15;
+}
+
+static __always_inline int read_reg(const __u64 *regs, __u64 reg, __u64 *out)
+{
+	if (reg >= KX_REG_COUNT)
+		return -1;
+	*out = regs[reg & (KX_REG_COUNT - 1)];
+	return 0;
+}
+
+static __always_inline __u64 width_mask(__u64 bytes)
+{
+	return bytes >= 8 ? ~0ULL : (1ULL << (bytes * 8)) - 1;
+}
+
+/* The register after writing @value to its view, as x86 writes it. */
+static __always_inline __u64 merge_reg(__u64 old, __u64 value, __u64 bytes,
+				       __u64 high8)
+{
+	__u64 mask = width_mask(bytes);
+
+	if (high8)
+		return (old & ~0xff00ULL) | ((value & 0xff) << 8);
+	if (bytes == 4) /* 32-bit writes zero the upper half */
+		return value & mask;
+	return (old & ~mask) | (value & mask);
+}
+
+/* The arithmetic flags cmp (a - b) or test (a & b) leave at @bytes wide. */
+static __always_inline __u64 compare_flags(__u64 a, __u64 b, __u64 bytes,
+					   __u64 op)
+{
+	__u64 mask = width_mask(bytes);
+	__u64 sign = 1ULL << (bytes * 8 - 1);
+	__u64 flags = 0, r, parity;
+
+	a &= mask;
+	b &= mask;
+	if (op == KX_CMP) {
+		r = (a - b) & mask;
+		if (a < b)
+			flags |= KX_FLAG_CF;
+		if ((a ^ b) & (a ^ r) & sign)
+			flags |= KX_FLAG_OF;
+		if ((a ^ b ^ r) & 0x10)
+			flags |= KX_FLAG_AF;
+	} else {
+		r = a & b;
+	}
+	if (!r)
+		flags |= KX_FLAG_ZF;
+	if (r & sign)
+		flags |= KX_FLAG_SF;
+	parity = r & 0xff;
+	parity ^= parity >> 4;
+	parity ^= parity >> 2;
+	parity ^= parity >> 1;
+	if (!(parity & 1))
+		flags |= KX_FLAG_PF;
+	return flags;
+}
+
+/* Reads the memory operand @p names; %gs operands are refused at load. */
+static __always_inline int read_operand(struct pt_regs *ctx, const __u64 *regs,
+					struct kx_probe *p, __u64 *out)
+{
+	__u64 operand = p->operand, addr = p->disp, reg;
+	__u32 size = KX_OPERAND_SIZE(operand);
+
+	if (operand & KX_OPERAND_GS || size == 0 || size > 8)
+		return -1;
+	if (KX_OPERAND_BASE(operand) != KX_OPERAND_NO_REG) {
+		if (read_reg(regs, KX_OPERAND_BASE(operand), &reg))
+			return -1;
+		addr += reg;
+	}
+	if (KX_OPERAND_INDEX(operand) != KX_OPERAND_NO_REG) {
+		if (read_reg(regs, KX_OPERAND_INDEX(operand), &reg))
+			return -1;
+		addr += reg * KX_OPERAND_SCALE(operand);
+	}
+	if (operand & KX_OPERAND_RIP)
+		addr += ctx->ip - 1; /* handlers see ip = probe address + 1 */
+	*out = 0;
+	return bpf_probe_read_kernel(out, size, (void *)addr) ? -1 : 0;
+}
+
+/* The word of @m holding mark @mark (< KX_MAX_MARKS, checked by the caller). */
+static __always_inline __u64 *mark_word(struct kx_marks *m, __u64 mark)
+{
+	__u64 word = mark / 64;
+
+	/* Hides the caller's bound from clang, so the mask stays for the verifier. */
+	asm volatile("" : "+r"(word));
+	return &m->bits[word & (KX_MAX_MARKS / 64 - 1)];
+}
+
+/* Pre-probe: remember that this task entered the span of site @mark. */
+static __always_inline void mark_entered(__u64 mark)
+{
+	struct kx_marks *m;
+
+	if (mark >= KX_MAX_MARKS)
+		return;
+	m = bpf_task_storage_get(&kx_entered, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (m)
+		*mark_word(m, mark) |= 1ULL << (mark % 64);
+}
+
+/* Post-probe: whether this task came through site @mark's pre-probe (forgets it). */
+static __always_inline int take_entered(__u64 mark)
+{
+	__u64 bit = 1ULL << (mark % 64);
+	struct kx_marks *m;
+	__u64 *word;
+
+	if (mark >= KX_MAX_MARKS)
+		return 0;
+	m = bpf_task_storage_get(&kx_entered, bpf_get_current_task_btf(), 0, 0);
+	if (!m)
+		return 0;
+	word = mark_word(m, mark);
+	if (!(*word & bit))
+		return 0;
+	*word &= ~bit;
+	return 1;
+}
+
+static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
+{
+	__u64 regs[KX_REG_COUNT], old;
+
+	read_regs(ctx, regs);
+	switch (p->action) {
+	case KX_ACT_LOAD_REG:
+		if (read_reg(regs, p->reg, &old))
+			return -22; /* EINVAL */
+		return kernelx_set_reg(ctx, p->reg,
+				       merge_reg(old, p->value, p->width, p->high8));
+	case KX_ACT_LOAD_MEM:
+		return kernelx_set_stored(ctx, p->operand, p->disp, p->value);
+	case KX_ACT_COMPARE_REG:
+		if (read_reg(regs, p->reg, &old))
+			return -22;
+		if (p->high8)
+			old >>= 8;
+		return kernelx_set_flags(ctx, p->flags,
+					 compare_flags(old, p->value, p->width, p->op));
+	case KX_ACT_COMPARE_MEM:
+		if (read_operand(ctx, regs, p, &old))
+			return -14; /* EFAULT */
+		return kernelx_set_flags(ctx, p->flags,
+					 compare_flags(old, p->value, p->width, p->op));
+	}
+	return 0;
+}
+
+SEC("kprobe")
+int kx_sie(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct kx_probe_stats *stats;
+	struct kx_control *control;
+	struct kx_probe *p;
+	__u32 index = 0;
+	int err;
+
+	/* Cookie 0 (attached without one) and foreign cookies do nothing. */
+	if (cookie < KX_COOKIE_BASE || cookie >= KX_COOKIE_BASE + KX_MAX_PROBES)
+		return 0;
+	/* Pairs with arm()/disarm() in crates/runtime/src/sie/loader.rs. */
+	control = bpf_map_lookup_elem(&kx_control, &index);
+	if (!control || !control->armed)
+		return 0;
+	index = cookie - KX_COOKIE_BASE;
+	p = bpf_map_lookup_elem(&kx_probes, &index);
+	stats = bpf_map_lookup_elem(&kx_stats, &index);
+	if (!p || !stats || p->action == KX_ACT_NONE)
+		return 0;
+	__sync_fetch_and_add(&stats->hits, 1);
+
+	if (p->action == KX_ACT_MARK) {
+		mark_entered(p->mark);
+		return 0;
+	}
+	/* A post-probe at a join point: only paths through the span get the update. */
+	if (p->mark != KX_NO_MARK && !take_entered(p->mark))
+		return 0;
+	err = apply(ctx, p);
+	if (err) {
+		__sync_fetch_and_add(&stats->errors, 1);
+		stats->last_error = err;
+	}
+	return 0;
+}

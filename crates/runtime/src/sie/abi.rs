@@ -1,0 +1,321 @@
+//! The C layouts the loader shares with `bpf/sie.bpf.c` and the kernelx module, mirrored from
+//! `bpf/sie.h` and `kmod/include/kernelx_abi.h`. The tests below read both headers and check
+//! every value and the field order, so the mirror cannot drift silently.
+
+use kernelx_plan::{Address, Gpr, Segment, Width};
+
+/// The attach cookie of the probe at index 0 of `kx_probes` (cookie 0 means "none").
+pub(crate) const COOKIE_BASE: u64 = 1;
+/// Entries of `kx_probes` (and `kx_stats`).
+pub(crate) const MAX_PROBES: usize = 256;
+/// Mark slots per task: sites whose post-probe needs their pre-probe.
+pub(crate) const MAX_MARKS: usize = 256;
+/// `mark` of a post-probe that applies on every path.
+pub(crate) const NO_MARK: u64 = 0xffff_ffff;
+
+/// `KX_OPERAND_NO_REG`: no base or index register.
+const OPERAND_NO_REG: u64 = 0xff;
+/// `KX_OPERAND_GS`.
+const OPERAND_GS: u64 = 1 << 32;
+/// `KX_OPERAND_RIP`.
+const OPERAND_RIP: u64 = 1 << 33;
+
+/// `enum kx_action`: what a probe does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum Action {
+    /// `KX_ACT_MARK`.
+    Mark = 1,
+    /// `KX_ACT_LOAD_REG`.
+    LoadReg = 2,
+    /// `KX_ACT_LOAD_MEM`.
+    LoadMem = 3,
+    /// `KX_ACT_COMPARE_REG`.
+    CompareReg = 4,
+    /// `KX_ACT_COMPARE_MEM`.
+    CompareMem = 5,
+}
+
+/// `enum kx_compare_op`.
+pub(crate) const COMPARE_CMP: u64 = 0;
+/// `enum kx_compare_op`.
+pub(crate) const COMPARE_TEST: u64 = 1;
+
+/// `struct kx_probe`: one entry of the `kx_probes` map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct ProbeEntry {
+    pub action: u64,
+    pub value: u64,
+    pub reg: u64,
+    pub width: u64,
+    pub high8: u64,
+    pub operand: u64,
+    pub disp: i64,
+    pub op: u64,
+    pub flags: u64,
+    pub mark: u64,
+}
+
+/// `sizeof(struct kx_probe)`.
+pub(crate) const PROBE_ENTRY_SIZE: usize = size_of::<ProbeEntry>();
+
+impl ProbeEntry {
+    /// The entry as the map stores it (native byte order, no padding: every field is a u64).
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        [
+            self.action,
+            self.value,
+            self.reg,
+            self.width,
+            self.high8,
+            self.operand,
+            self.disp as u64,
+            self.op,
+            self.flags,
+            self.mark,
+        ]
+        .iter()
+        .flat_map(|field| field.to_ne_bytes())
+        .collect()
+    }
+}
+
+/// `struct kx_probe_stats`: how often a probe ran and failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStats {
+    /// Times the probe ran.
+    pub hits: u64,
+    /// Times its update failed (a kfunc refused or a read faulted).
+    pub errors: u64,
+    /// The last failure's negative errno, 0 when none.
+    pub last_error: i64,
+}
+
+/// `sizeof(struct kx_probe_stats)`.
+pub(crate) const PROBE_STATS_SIZE: usize = 24;
+
+impl ProbeStats {
+    /// Reads a `kx_stats` value; `None` when it has the wrong size.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<ProbeStats> {
+        let field = |i: usize| -> Option<u64> {
+            Some(u64::from_ne_bytes(
+                bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        (bytes.len() == PROBE_STATS_SIZE).then_some(())?;
+        Some(ProbeStats {
+            hits: field(0)?,
+            errors: field(1)?,
+            last_error: field(2)? as i64,
+        })
+    }
+}
+
+/// `sizeof(struct kx_control)`.
+pub(crate) const CONTROL_SIZE: usize = 8;
+
+/// `struct kx_control` with `armed` set or clear.
+pub(crate) fn control_bytes(armed: bool) -> [u8; CONTROL_SIZE] {
+    u64::from(armed).to_ne_bytes()
+}
+
+/// `enum kernelx_reg`: registers are numbered as the hardware encodes them.
+pub(crate) fn reg(gpr: Gpr) -> u64 {
+    gpr.index() as u64
+}
+
+/// The packed memory operand of `kernelx_abi.h`; `None` for `%fs`, which the kernel never
+/// uses for its own data and the module does not address.
+pub(crate) fn pack_operand(addr: &Address, width: Width) -> Option<u64> {
+    let reg_or_none = |r: Option<Gpr>| r.map_or(OPERAND_NO_REG, reg);
+    let mut packed = u64::from(width.bytes())
+        | reg_or_none(addr.base) << 8
+        | reg_or_none(addr.index) << 16
+        | u64::from(addr.scale) << 24;
+    match addr.segment {
+        None => {}
+        Some(Segment::Gs) => packed |= OPERAND_GS,
+        Some(Segment::Fs) => return None,
+    }
+    if addr.rip_relative {
+        packed |= OPERAND_RIP;
+    }
+    Some(packed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ABI_H: &str = include_str!("../../../../kmod/include/kernelx_abi.h");
+    const SIE_H: &str = include_str!("../../../../bpf/sie.h");
+
+    /// The value a header gives `name` (`#define` or enumerator), evaluating the few forms
+    /// the headers use: decimal, hex, `U`/`ULL` suffixes and `(1ULL << n)`.
+    #[track_caller]
+    fn c_value(header: &str, name: &str) -> u64 {
+        let text = header
+            .lines()
+            .find_map(|line| {
+                let line = line.trim();
+                let rest = line
+                    .strip_prefix("#define ")
+                    .and_then(|l| l.strip_prefix(name))
+                    .filter(|r| r.starts_with(' '))
+                    .or_else(|| line.strip_prefix(name)?.trim_start().strip_prefix('='))?;
+                Some(rest.trim().trim_end_matches(',').to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name} is not defined in the header"));
+        let number = |s: &str| {
+            let s = s.trim().trim_end_matches(['U', 'L']);
+            match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            }
+            .unwrap_or_else(|e| panic!("{name} = {text}: {e}"))
+        };
+        match text
+            .strip_prefix("(1ULL << ")
+            .and_then(|t| t.strip_suffix(')'))
+        {
+            Some(shift) => 1 << number(shift),
+            None => number(&text),
+        }
+    }
+
+    #[test]
+    fn constants_match_the_headers() {
+        assert_eq!(c_value(SIE_H, "KX_COOKIE_BASE"), COOKIE_BASE);
+        assert_eq!(c_value(SIE_H, "KX_MAX_PROBES"), MAX_PROBES as u64);
+        assert_eq!(c_value(SIE_H, "KX_MAX_MARKS"), MAX_MARKS as u64);
+        assert_eq!(c_value(SIE_H, "KX_NO_MARK"), NO_MARK);
+        assert_eq!(c_value(SIE_H, "KX_CMP"), COMPARE_CMP);
+        assert_eq!(c_value(SIE_H, "KX_TEST"), COMPARE_TEST);
+        for (name, action) in [
+            ("KX_ACT_MARK", Action::Mark),
+            ("KX_ACT_LOAD_REG", Action::LoadReg),
+            ("KX_ACT_LOAD_MEM", Action::LoadMem),
+            ("KX_ACT_COMPARE_REG", Action::CompareReg),
+            ("KX_ACT_COMPARE_MEM", Action::CompareMem),
+        ] {
+            assert_eq!(c_value(SIE_H, name), action as u64, "{name}");
+        }
+        assert_eq!(c_value(ABI_H, "KX_OPERAND_NO_REG"), OPERAND_NO_REG);
+        assert_eq!(c_value(ABI_H, "KX_OPERAND_GS"), OPERAND_GS);
+        assert_eq!(c_value(ABI_H, "KX_OPERAND_RIP"), OPERAND_RIP);
+        for flag in kernelx_plan::FlagSet::ARITHMETIC.iter() {
+            let name = format!("KX_FLAG_{}", flag.name());
+            assert_eq!(
+                c_value(ABI_H, &name),
+                kernelx_plan::FlagSet::of(&[flag]).mask(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn register_numbers_match_the_header() {
+        for gpr in Gpr::ALL {
+            let name = format!("KX_REG_{}", gpr.name().to_uppercase());
+            assert_eq!(c_value(ABI_H, &name), reg(gpr), "{name}");
+        }
+    }
+
+    /// The field names of `struct <name>` in a header, in order.
+    fn c_fields(header: &str, name: &str) -> Vec<String> {
+        let start = header
+            .find(&format!("struct {name} {{"))
+            .unwrap_or_else(|| panic!("struct {name} not in the header"));
+        let body = &header[start..];
+        let body = &body[body.find('{').unwrap() + 1..body.find("};").unwrap()];
+        body.lines()
+            .filter_map(|line| {
+                let decl = line.split(';').next()?.trim();
+                (!decl.is_empty() && !decl.starts_with("/*"))
+                    .then(|| decl.rsplit(' ').next().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn probe_entry_mirrors_struct_kx_probe() {
+        let fields = c_fields(SIE_H, "kx_probe");
+        assert_eq!(
+            fields,
+            [
+                "action", "value", "reg", "width", "high8", "operand", "disp", "op", "flags",
+                "mark"
+            ]
+        );
+        assert_eq!(PROBE_ENTRY_SIZE, fields.len() * 8);
+        let entry = ProbeEntry {
+            action: 2,
+            disp: -2,
+            mark: NO_MARK,
+            ..ProbeEntry::default()
+        };
+        let bytes = entry.to_bytes();
+        assert_eq!(bytes.len(), PROBE_ENTRY_SIZE);
+        assert_eq!(bytes[0..8], 2u64.to_ne_bytes());
+        assert_eq!(bytes[48..56], (-2i64).to_ne_bytes());
+        assert_eq!(bytes[72..80], NO_MARK.to_ne_bytes());
+    }
+
+    #[test]
+    fn control_mirrors_struct_kx_control() {
+        assert_eq!(c_fields(SIE_H, "kx_control"), ["armed"]);
+        assert_eq!(control_bytes(true), 1u64.to_ne_bytes());
+        assert_eq!(control_bytes(false), [0; CONTROL_SIZE]);
+    }
+
+    #[test]
+    fn operands_pack_as_the_header_describes() {
+        let addr = Address {
+            segment: Some(Segment::Gs),
+            base: Some(Gpr::Rbx),
+            index: Some(Gpr::R13),
+            scale: 8,
+            disp: -0x10,
+            rip_relative: false,
+        };
+        assert_eq!(
+            pack_operand(&addr, Width::W16),
+            Some(2 | 3 << 8 | 13 << 16 | 8 << 24 | OPERAND_GS)
+        );
+        let rip = Address {
+            segment: None,
+            base: None,
+            index: None,
+            scale: 1,
+            disp: 0x40,
+            rip_relative: true,
+        };
+        assert_eq!(
+            pack_operand(&rip, Width::W64),
+            Some(8 | 0xff << 8 | 0xff << 16 | 1 << 24 | OPERAND_RIP)
+        );
+        let fs = Address {
+            segment: Some(Segment::Fs),
+            ..rip
+        };
+        assert_eq!(pack_operand(&fs, Width::W8), None);
+    }
+
+    #[test]
+    fn stats_read_back() {
+        let bytes: Vec<u8> = [5u64, 1, (-1i64) as u64]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        assert_eq!(
+            ProbeStats::from_bytes(&bytes),
+            Some(ProbeStats {
+                hits: 5,
+                errors: 1,
+                last_error: -1
+            })
+        );
+        assert_eq!(ProbeStats::from_bytes(&bytes[..16]), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! Scoped Indirect Execution: the BPF program that applies a tunable's updates at its probe
+//! sites, and its loader.
+//!
+//! # Overview
+//!
+//! * [`SieProgram`]: a tunable's plan turned into [`Probe`]s (a post-probe per site, and a
+//!   pre-probe where the post-probe sits at a join point), refused as a whole when any site
+//!   needs an update this runtime cannot apply yet.
+//! * [`SieRuntime`]: loads the embedded program for a [`SieProgram`] at a value V'
+//!   ([`SieRuntime::load`]), changes V' ([`SieRuntime::set`]), reads per-probe counters
+//!   ([`SieRuntime::stats`]) and unloads ([`SieRuntime::unload`]); the state lives in pinned
+//!   objects under `/sys/fs/bpf/kernelx/<tunable>/`, so any later process finds it.
+//!
+//! # Design
+//!
+//! ```text
+//! plan ──SieProgram::from_plan──► probes ──entries(V')──► kx_probes map (IV' per probe)
+//!                                    │                          ▲
+//!                                    └──attach(cookie = 1 + i)──┘ one program, every site
+//! ```
+//!
+//! `bpf/sie.bpf.c` (compiled by build.rs, embedded here) is attached once per probe with the
+//! probe's index in its attach cookie; it looks up what to do in the `kx_probes` array map and
+//! calls the kernelx module's kfuncs (`kmod/kernelx.c`), which write only the probed context's
+//! registers, arithmetic flags or just-stored memory. IV' is computed here from V' and the
+//! plan's relation, so a value change is a map write.
+//!
+//! Only immediate mode exists so far: every probe uses the value in its entry from the moment
+//! the entry is written.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use kernelx_plan::Plan;
+//! use kernelx_runtime::sie::{ProbeTarget, SieProgram, SieRuntime};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = Plan::read("pipe_def_buffers.plan.json")?;
+//! let program = SieProgram::from_plan(&plan.tunables[0])?;
+//! let runtime = SieRuntime::system();
+//! // Needs root and the kernelx module; real callers pass verified addresses.
+//! let loaded = runtime.load(&program, 32, ProbeTarget::symbol_of)?;
+//! println!("pinned under {}", loaded.dir.display());
+//! runtime.set(&program, 64)?; // a map write: no reload
+//! runtime.unload(program.tunable())?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Races accepted
+//!
+//! * A `set` rewrites the entries one by one (each entry write is one map update), so for a
+//!   moment some sites may apply the new value and others the old one; immediate mode
+//!   promises no more.
+//! * Pre-probe marks live in task storage. A site reached in interrupt context marks (and
+//!   checks) the interrupted task; pre- and post-probe sit a few instructions apart in the
+//!   same function, so an interrupt between them reaching the same site is not a case the
+//!   plans have. When the kernel cannot hand out the task's storage (recursion guard, no
+//!   memory), the pre-probe cannot mark and that one execution keeps the old value.
+//! * The kernel copies a map value with memcpy, so a probe may read an entry while `set`
+//!   rewrites it. Only `value` differs between the two entries, and x86 writes an aligned
+//!   u64 at once in practice, but nothing promises it: an mmapped map written with one
+//!   atomic store would.
+//! * The kernel detaches a link whose last reference went away from a workqueue, a moment
+//!   after `unload` returns; the probes are disarmed before that (`kx_control`), so they do
+//!   nothing meanwhile.
+
+//! # Minimum kernel version
+//!
+//! Kprobe programs calling module kfuncs (`BTF_KFUNC_HOOK_KPROBE`, see the crate docs), attach
+//! cookies for kprobes (Linux 5.15) and BPF links for perf-event kprobes (5.15), which is what
+//! makes a probe pinnable.
+
+mod abi;
+mod loader;
+mod program;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+use std::io;
+use std::path::PathBuf;
+
+use kernelx_plan::{OutOfRange, TunableOutOfRange};
+
+pub use abi::ProbeStats;
+pub use loader::{DEFAULT_PIN_ROOT, LoadTimings, Loaded, ProbeTarget, SieRuntime};
+pub use program::{Probe, ProbeRole, SieProgram};
+
+/// Why a tunable could not be loaded, changed or unloaded. Each names the tunable and, where
+/// there is one, the site or file at fault. A failed operation leaves nothing attached that
+/// was not attached before.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SieError {
+    /// The plan lists no site for the tunable.
+    #[error("tunable '{tunable}' has no sites in its plan: there is nothing to load")]
+    NoSites {
+        /// The tunable.
+        tunable: String,
+    },
+    /// A site needs an update this runtime does not apply yet.
+    #[error(
+        "tunable '{tunable}' cannot be loaded: site {site}: {what}; nothing was loaded (all \
+         sites or none)"
+    )]
+    Unsupported {
+        /// The tunable.
+        tunable: String,
+        /// The site's id.
+        site: String,
+        /// What it needs.
+        what: String,
+    },
+    /// More probes than the program's map holds.
+    #[error("tunable '{tunable}' needs {probes} probes; the SIE program holds at most {max}")]
+    TooManyProbes {
+        /// The tunable.
+        tunable: String,
+        /// Probes needed.
+        probes: usize,
+        /// The map's size.
+        max: usize,
+    },
+    /// V' is outside the tunable's valid range.
+    #[error("tunable '{tunable}': {source}")]
+    OutOfRange {
+        /// The tunable.
+        tunable: String,
+        /// The range and the bound that rejects the value.
+        source: TunableOutOfRange,
+    },
+    /// A site's relation cannot produce IV' for V' (inside the tunable's range: a plan bug).
+    #[error("tunable '{tunable}', site {site}: {source}")]
+    SiteOutOfRange {
+        /// The tunable.
+        tunable: String,
+        /// The site.
+        site: String,
+        /// Why.
+        source: OutOfRange,
+    },
+    /// The tunable's name cannot be a directory name.
+    #[error("tunable name '{tunable}' cannot name a pin directory (it must be a plain file name)")]
+    BadName {
+        /// The name.
+        tunable: String,
+    },
+    /// The tunable is loaded already.
+    #[error("tunable '{tunable}' is already loaded ({}): unload it first", dir.display())]
+    AlreadyLoaded {
+        /// The tunable.
+        tunable: String,
+        /// Its pin directory.
+        dir: PathBuf,
+    },
+    /// The tunable is not loaded.
+    #[error("tunable '{tunable}' is not loaded (no {})", dir.display())]
+    NotLoaded {
+        /// The tunable.
+        tunable: String,
+        /// Where its pins would be.
+        dir: PathBuf,
+    },
+    /// The kernelx module, whose kfuncs the program calls, is not loaded.
+    #[error(
+        "tunable '{tunable}' cannot be loaded: the kernelx module is not loaded (build kmod/ \
+         and `insmod kmod/build/kernelx.ko current_kprobe_addr=0x<current_kprobe in \
+         /proc/kallsyms>`)"
+    )]
+    ModuleMissing {
+        /// The tunable.
+        tunable: String,
+    },
+    /// libbpf could not open or load the program (the verifier's log went to stderr).
+    #[error("loading the SIE program for tunable '{tunable}' failed: {source}")]
+    Load {
+        /// The tunable.
+        tunable: String,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// The embedded object does not match the loader's layout (a build problem).
+    #[error(
+        "the embedded SIE object's map {map} has {found}-byte values, the loader writes \
+         {expected}: bpf/sie.h and crates/runtime/src/sie/abi.rs disagree"
+    )]
+    Layout {
+        /// The map.
+        map: String,
+        /// Its value size.
+        found: u32,
+        /// What the loader expects.
+        expected: usize,
+    },
+    /// A probe could not be attached; everything attached before it was detached.
+    #[error(
+        "tunable '{tunable}': attaching the {role:?}-probe of site {site} at {target} failed: \
+         {source}; nothing of the tunable stays attached"
+    )]
+    Attach {
+        /// The tunable.
+        tunable: String,
+        /// The site.
+        site: String,
+        /// Pre or post.
+        role: ProbeRole,
+        /// Where.
+        target: ProbeTarget,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// A map operation failed.
+    #[error("tunable '{tunable}': {action} map {map}: {source}")]
+    Map {
+        /// The tunable.
+        tunable: String,
+        /// What was done.
+        action: &'static str,
+        /// The map (or its pin).
+        map: String,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// Pinning an object failed; the tunable was unloaded again.
+    #[error(
+        "tunable '{tunable}': pinning {}: {source}; the tunable was unloaded again",
+        path.display()
+    )]
+    Pin {
+        /// The tunable.
+        tunable: String,
+        /// The pin's path.
+        path: PathBuf,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+    /// A file operation on the pin directory failed.
+    #[error("tunable '{tunable}': {action} {}: {source}", path.display())]
+    Io {
+        /// The tunable.
+        tunable: String,
+        /// What was done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
