@@ -182,7 +182,10 @@ impl std::fmt::Display for UncoveredCode {
                 f,
                 "\nhint: to tune {tunable} in {} only, build with `{}`: an excluded unit is still \
                  built and diffed but keeps the compiled value ({}), and the plan lists what it \
-                 leaves untuned there",
+                 leaves untuned there. Excluding splits the constant in two: only do it when no \
+                 tuned site guards code of an excluded unit (e.g. a size check elsewhere that \
+                 decides whether an array the excluded unit sizes with the constant is big \
+                 enough); exclude such units too",
                 self.tunable_units.join(", "),
                 flags.join(" "),
                 self.values[0]
@@ -216,7 +219,10 @@ mod tests {
              has no plan:\n  a.c: f+0x1 (.text): frame_layout: frame\nhint: to tune T in b.c, \
              c.c only, build with `--exclude-unit a.c`: an excluded unit is still built and \
              diffed but keeps the compiled value (16), and the plan lists what it leaves \
-             untuned there"
+             untuned there. Excluding splits the constant in two: only do it when no tuned site \
+             guards code of an excluded unit (e.g. a size check elsewhere that decides whether \
+             an array the excluded unit sizes with the constant is big enough); exclude such \
+             units too"
         );
         // Nothing would be left to tune: no hint.
         let alone = refusal(&[], vec![[16, 64, 8]]);

@@ -296,7 +296,8 @@ fn excluded_unit(
         .collect();
     let mut detail = format!(
         "excluded from the tunable: {unit} keeps the compiled value {v1} whatever the tunable \
-         is set to; the constant reaches {} site(s) there{}",
+         is set to, so no tuned site may guard its code; the constant reaches {} site(s) \
+         there{}",
         sites.len(),
         if sites.is_empty() {
             String::new()
@@ -657,8 +658,9 @@ mod tests {
         assert_eq!(
             e.detail,
             "excluded from the tunable: t.c keeps the compiled value 16 whatever the tunable is \
-             set to; the constant reaches 0 site(s) there and changes code SIE cannot patch in 2 \
-             place(s): f+0x23 (.text): frame_layout: frame; g (.text) exists only in builds [0, 1]"
+             set to, so no tuned site may guard its code; the constant reaches 0 site(s) there \
+             and changes code SIE cannot patch in 2 place(s): f+0x23 (.text): frame_layout: \
+             frame; g (.text) exists only in builds [0, 1]"
         );
         let quiet = excluded_unit("t.c", 16, &[], &[]);
         assert!(

@@ -240,27 +240,28 @@ fn lab_tree_exclude_unit_not_reached() {
     );
 }
 
-/// PIPE_DEF_BUFFERS in the units SIE covers, fs/pipe.c and fs/splice.c: exactly the three
-/// `alloc_pipe_info` sites of the spec (objdump of fs/pipe.o, V1 = 16):
+/// PIPE_DEF_BUFFERS tuned in fs/pipe.c only: exactly the three `alloc_pipe_info` sites of the
+/// spec (objdump of fs/pipe.o, V1 = 16):
 ///
 /// * `+0x6b cmp $0xffff,%ebp` (`too_many_pipe_buffers_soft`: `pipe_bufs * PAGE_SIZE` folded
 ///   into the compare, IV = 4096*V - 1), probe on the `jbe`;
 /// * `+0x77 mov $0x10,%eax` and `+0x7c mov $0x10,%ebp` (`pipe_bufs = PIPE_DEF_BUFFERS`), IV = 1*V;
 ///
-/// plus the two of fs/splice.c (`if (max_usage <= PIPE_DEF_BUFFERS) return 0;` in
-/// `splice_grow_spd`: `+0xf cmp $0x10,%edi`; `if (spd->nr_pages_max <= PIPE_DEF_BUFFERS)
-/// return;` in `splice_shrink_spd`: `+0x9 cmpl $0x10,0x14(%rdi)`; both IV = 1*V), and the
-/// `pipe_user_pages_soft` initial value (`PIPE_DEF_BUFFERS * INR_OPEN_CUR`) as an uncovered
-/// data effect. kbuild picks the probe values 32 and 8.
+/// and the `pipe_user_pages_soft` initial value (`PIPE_DEF_BUFFERS * INR_OPEN_CUR`) as an
+/// uncovered data effect. kbuild picks the probe values 32 and 8.
 ///
-/// kernel/trace/trace.c is excluded (`--exclude-unit`): it is built and diffed, and the plan
-/// records it as one `excluded_unit` effect that names its two frame-layout effects
-/// (`tracing_buffers_splice_read+0x23`, `tracing_splice_read_pipe+0x23`: `sub $0x..,%rsp`)
-/// and says it keeps the compiled value 16.
+/// kernel/trace/trace.c cannot be tuned (its splice-read functions hold
+/// `struct page *pages_def[PIPE_DEF_BUFFERS]` on the stack: frame layout). fs/splice.c could
+/// (`splice_grow_spd+0xf cmp $0x10,%edi`, `splice_shrink_spd+0x9 cmpl $0x10,0x14(%rdi)`, both
+/// IV = 1*V), but must not be: `splice_grow_spd` decides whether the caller's on-stack array of
+/// PIPE_DEF_BUFFERS pages suffices, and trace.c's array keeps 16 entries, so raising the check
+/// alone would let a trace-pipe splice overflow the stack. Both are excluded; a pipe with more
+/// default buffers is a state `fcntl(F_SETPIPE_SZ)` can reach anyway. Each excluded unit is one
+/// `excluded_unit` effect naming what the constant does there.
 #[test]
 #[ignore = "needs the prepared lab tree (cargo xtask lab setup)"]
 fn lab_tree_pipe_def_buffers_in_fs() {
-    let lab = excluding(lab(), &["kernel/trace/trace.c"]);
+    let lab = excluding(lab(), &["fs/splice.c", "kernel/trace/trace.c"]);
     let tunable = Tunable::from_macro_name("PIPE_DEF_BUFFERS").expect("a macro name");
     let plan = run(&lab, &tunable).unwrap_or_else(|e| panic!("{e}"));
     eprint!("{}", render_report(&plan));
@@ -300,18 +301,9 @@ fn lab_tree_pipe_def_buffers_in_fs() {
             ),
         ]
     );
-    let splice: Vec<(&str, u32, &str)> = plan
-        .sites
-        .iter()
-        .filter(|s| s.unit == "fs/splice.c")
-        .map(|s| (s.function.as_str(), s.offset, s.asm.as_str()))
-        .collect();
-    assert_eq!(
-        splice,
-        [
-            ("splice_grow_spd", 0xf, "cmp $0x10,%edi"),
-            ("splice_shrink_spd", 0x9, "cmpl $0x10,0x14(%rdi)")
-        ]
+    assert!(
+        plan.sites.iter().all(|s| s.unit == "fs/pipe.c"),
+        "only fs/pipe.c is tuned"
     );
     let uncovered: Vec<(UncoveredKind, &str, &str)> = plan
         .uncovered
@@ -326,10 +318,19 @@ fn lab_tree_pipe_def_buffers_in_fs() {
                 "fs/pipe.c",
                 "pipe_user_pages_soft"
             ),
+            (UncoveredKind::ExcludedUnit, "fs/splice.c", ""),
             (UncoveredKind::ExcludedUnit, "kernel/trace/trace.c", ""),
         ]
     );
-    let trace = &plan.uncovered[1].detail;
+    let splice = &plan.uncovered[1].detail;
+    for needle in [
+        "fs/splice.c keeps the compiled value 16",
+        "splice_grow_spd+0xf `cmp $0x10,%edi`",
+        "splice_shrink_spd+0x9 `cmpl $0x10,0x14(%rdi)`",
+    ] {
+        assert!(splice.contains(needle), "{needle:?} missing in {splice}");
+    }
+    let trace = &plan.uncovered[2].detail;
     for needle in [
         "kernel/trace/trace.c keeps the compiled value 16",
         "tracing_buffers_splice_read+0x23 (.text): frame_layout",
