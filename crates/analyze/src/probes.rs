@@ -104,7 +104,7 @@ fn reason(c: &ProbeCheck) -> String {
     } else {
         c.blockers
             .iter()
-            .map(|b| format!("{b} [{}]", b.kernel_rule()))
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ")
     }
