@@ -78,6 +78,7 @@ pub mod error;
 pub mod expr;
 pub mod flags;
 pub mod magic;
+mod narrow;
 pub mod range;
 pub mod recipe;
 pub mod relation;
@@ -99,4 +100,4 @@ pub use sem::Effect;
 pub use state::{
     Address, AddressExt, Gpr, GprExt, MachineState, Memory, RegOperand, RegOperandExt, Segment,
 };
-pub use synth::{SeedContext, SeedVersion, derive_relation, synthesize};
+pub use synth::{SeedContext, SeedVersion, derive_relation, synthesize, synthesize_with_live_out};
