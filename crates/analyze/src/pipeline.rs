@@ -769,6 +769,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn truncated_values_name_the_builds_to_replace() {
+        let synthesis = |source| AnalyzeError::Synthesis {
+            tunable: "KX_TARGET_STORE8".to_owned(),
+            unit: "kx_target.c".to_owned(),
+            function: "kx_target_store8".to_owned(),
+            offset: 0xf,
+            asm: "movb $0xa7,kx_target_bytes(%rax)".to_owned(),
+            source: Box::new(source),
+        };
+        let truncated = synthesis(SymexError::TruncatedValues {
+            text: "movb $0xA7,(%rax)".to_owned(),
+            points: String::new(),
+            width: kernelx_plan::Width::W8,
+            truncated: vec![334],
+        });
+        let (failed, why) = truncated_values(&truncated, [167, 334, 83]).unwrap();
+        assert_eq!(failed, [true, false]);
+        assert_eq!(
+            why,
+            "334 does not fit the 8-bit operand of `movb $0xa7,kx_target_bytes(%rax)` at \
+             kx_target.c:kx_target_store8+0xf, which truncates it"
+        );
+        // Any other synthesis error is not the values' fault.
+        let other = synthesis(SymexError::NoRelation {
+            text: String::new(),
+            points: String::new(),
+        });
+        assert_eq!(truncated_values(&other, [167, 334, 83]), None);
+    }
+
     fn example_sites() -> Vec<Site> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),

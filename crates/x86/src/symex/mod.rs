@@ -22,7 +22,9 @@
 //!   [`MachineState`].
 //! * [`sem`]: iced [`Instruction`](iced_x86::Instruction)s as [`Effect`]s; a concrete executor.
 //! * [`relation`], [`magic`]: IV = f(V) (affine, powers of two, logarithms, magic division).
-//! * [`synth`]: [`derive_relation`] and [`synthesize`] from a [`SeedContext`].
+//! * [`synth`]: [`derive_relation`] and [`synthesize`] from a [`SeedContext`]
+//!   ([`synthesize_with_live_out`] when the function's liveness at the block end is known);
+//!   `narrow`: which low bits of a loaded register are read before it dies.
 //! * [`recipe`], [`range`]: the [`Recipe`]'s reference semantics
 //!   ([`RecipeSemantics::apply`]) and its [`ValueRange`] (the format is `kernelx_plan::recipe`).
 //!

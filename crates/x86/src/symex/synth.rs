@@ -8,6 +8,11 @@
 //! 2. Compare the seed across versions: everything but one constant (an immediate, or a
 //!    `lea` displacement) must be identical. Read the constant as a bit pattern of its width.
 //! 3. Fit IV = f(V) ([`Fit`]); for compares, the signedness of the consumers picks the reading.
+//!    An immediate load into a register that fits no relation is fitted to the low bits its
+//!    consumers read when the rest of the register is dead (`narrow`: gcc stores a 16-bit
+//!    constant through `%ecx` loaded with V sign-extended); the update then writes only those
+//!    bits. No fit at all, with a source value the operand cannot hold, is
+//!    [`SymexError::TruncatedValues`]: the values, not the code, are the likely cause.
 //! 4. Classify the seed (load, combine, compare) and find each input the update needs: still
 //!    in place at the post-probe, recoverable by inverting the seed, copied earlier by a `mov`
 //!    whose source survives, or else saved by a pre-probe.
@@ -89,7 +94,7 @@ pub fn synthesize(ctx: &SeedContext<'_>) -> Result<Recipe, SymexError> {
 
 /// The update recipe for a seed, told which registers may be live after the last instruction
 /// of the V1 block (from the function's liveness): an immediate load into a register that
-/// dies there after narrower reads may be fitted to the bits that are read ([`narrow`]).
+/// dies there after narrower reads may be fitted to the bits that are read (`narrow`).
 pub fn synthesize_with_live_out(
     ctx: &SeedContext<'_>,
     live_after_block: &[Gpr],
