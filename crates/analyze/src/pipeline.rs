@@ -162,8 +162,8 @@ fn truncated_values(error: &AnalyzeError, values: [i64; 3]) -> Option<([bool; 2]
     Some((
         failed,
         format!(
-            "{} {} not fit the {}-bit operand of `{asm}` at {unit}:{function}+{offset:#x}, which \
-             truncates {}",
+            "{} {} not fit the {} bits the constant occupies in `{asm}` at \
+             {unit}:{function}+{offset:#x}; the compiler truncates {}",
             listed.join(" and "),
             if listed.len() == 1 { "does" } else { "do" },
             width.bits(),
@@ -789,8 +789,9 @@ mod tests {
         assert_eq!(failed, [true, false]);
         assert_eq!(
             why,
-            "334 does not fit the 8-bit operand of `movb $0xa7,kx_target_bytes(%rax)` at \
-             kx_target.c:kx_target_store8+0xf, which truncates it"
+            "334 does not fit the 8 bits the constant occupies in `movb \
+             $0xa7,kx_target_bytes(%rax)` at kx_target.c:kx_target_store8+0xf; the compiler \
+             truncates it"
         );
         // Any other synthesis error is not the values' fault.
         let other = synthesis(SymexError::NoRelation {

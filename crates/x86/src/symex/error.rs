@@ -88,7 +88,7 @@ pub enum SymexError {
     /// No relation fits, and some of the source values do not fit the operand the constant is
     /// encoded in: the compiler truncated them, so values closer to V1 may well fit.
     #[error(
-        "no relation IV = f(V) fits {points} exactly for `{text}`: V = {truncated:?} do not fit its {bits}-bit operand, which truncates them",
+        "no relation IV = f(V) fits {points} exactly for `{text}`: V = {truncated:?} do not fit the {bits} bits the constant occupies, which truncate them",
         bits = width.bits()
     )]
     TruncatedValues {
@@ -96,7 +96,8 @@ pub enum SymexError {
         text: String,
         /// The points, rendered `V -> IV`.
         points: String,
-        /// The operand's width.
+        /// The width of the constant as its consumers read it (the operand's, or the low
+        /// bits of a register that are read).
         width: Width,
         /// The source values outside both readings of that width.
         truncated: Vec<i64>,

@@ -68,8 +68,7 @@ pub(crate) fn consumed_width(
             FlowControl::Call if CLOBBERED.contains(&gpr) => killed = true,
             FlowControl::Return if LIVE_AT_RET.contains(&gpr) => return None,
             FlowControl::Return => killed = true,
-            FlowControl::Next | FlowControl::Call => {}
-            // Where a jump leads, the caller's liveness says.
+            // Other instructions go on; a jump ends the block, where `live_after_block` says.
             _ => {}
         }
         if killed {

@@ -1605,7 +1605,7 @@ mod tests {
         );
         assert!(
             e.to_string()
-                .contains("V = [334] do not fit its 8-bit operand"),
+                .contains("V = [334] do not fit the 8 bits the constant occupies"),
             "{e}"
         );
         // Values the byte holds: IV = V, unsigned, 0..=255.

@@ -47,7 +47,7 @@ VECTORS = [
     # %edx may be live at the ret: no narrowing, and sign extension is no relation over 32 bits.
     ("store16_sum", [0xbeef, 0xeeaa, 0x5f77], "error: no relation"),
     # 334 does not fit the byte: gcc stores 0x4e.
-    ("store_byte", [0xa7, 334, 83], "error: do not fit its 8-bit operand"),
+    ("store_byte", [0xa7, 334, 83], "error: do not fit the 8 bits"),
 ]
 
 def build(v):
