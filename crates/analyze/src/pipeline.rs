@@ -12,7 +12,11 @@
 //!    values itself, it drops the values that caused them for values closer to V1
 //!    ([`closer_values`]) and goes back to 1, at most [`VALUE_RETRIES`] times; the plan's
 //!    warnings say which pair was dropped and why. Otherwise code effects fail the tunable.
-//! 4. Per seed: the seed's basic block in each build goes to [`synthesize`]; the V1 function's
+//!    Likewise when synthesis finds no relation because a picked value does not fit the
+//!    operand the constant is encoded in (the compiler truncated it:
+//!    [`SymexError::TruncatedValues`]).
+//! 4. Per seed: the seed's basic block in each build goes to [`synthesize_with_live_out`],
+//!    with the registers live after the V1 block ([`registers_live_after`]); the V1 function's
 //!    probe sites give the probes ([`place_probes`]); the slicer (or the spec's
 //!    `[[safe_spans]]`) gives the safe span.
 //! 5. The tunable's range is the intersection of the sites' ranges; an empty one fails.
@@ -26,16 +30,18 @@ use kernelx_kbuild::{
 };
 use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind};
 use kernelx_spec::Tunable;
-use kernelx_x86::symex::{SeedContext, SeedVersion, synthesize};
+use kernelx_x86::symex::{
+    Gpr, RegOperand, RegOperandExt, SeedContext, SeedVersion, SymexError, synthesize_with_live_out,
+};
 use kernelx_x86::{
     Cfg, Disassembler, FunctionCode, Insn, KernelProbeConfig, ObjectFile, ProbeSites, Seed,
-    SymbolKind, diff_objects,
+    SymbolKind, diff_objects, index_at, registers_live_after,
 };
 
 use crate::classify::{describe_in_unit, is_code_effect, is_form_effect, plan_effect};
 use crate::error::{AnalyzeError, UncoveredCode};
 use crate::probes::{critical_span, place_probes};
-use crate::seeds::{Window, window_at};
+use crate::seeds::{Window, seed_window, window_at};
 use crate::spans::safe_span;
 
 /// How many times KernelX replaces probe values it picked itself when they change the form of
@@ -90,7 +96,28 @@ pub fn analyze<'t>(
         }
         let diffed = diff_units(&set, &options.exclude_units)?;
         let Some(first) = diffed.code_effects.first() else {
-            return finish(tunable, options, &set, diffed, warnings);
+            let planned = finish(tunable, options, &set, diffed, warnings.clone());
+            let truncated = planned
+                .as_ref()
+                .err()
+                .and_then(|e| truncated_values(e, set.values));
+            let closer = picked
+                .filter(|_| dropped.len() < VALUE_RETRIES)
+                .zip(truncated)
+                .and_then(|(ty, (failed, why))| {
+                    closer_values(ty, set.values, failed).map(|c| (c, why))
+                });
+            let Some(((values, how), why)) = closer else {
+                return planned;
+            };
+            warnings.push(format!(
+                "{}: the probe values {:?} KernelX picked were dropped: {why}; built with \
+                 {values:?} instead ({how})",
+                tunable.name, set.values
+            ));
+            dropped.push(set.values);
+            attempt = with_values(tunable, values);
+            continue;
         };
         let closer = picked
             .filter(|_| dropped.len() < VALUE_RETRIES && diffed.code_effects.iter().all(|e| e.form))
@@ -108,6 +135,41 @@ pub fn analyze<'t>(
         dropped.push(set.values);
         attempt = with_values(tunable, values);
     }
+}
+
+/// Whether V2 and V3 are among the values a seed's operand truncates, when that is why no
+/// relation fits (values closer to V1 may fit it), and where.
+fn truncated_values(error: &AnalyzeError, values: [i64; 3]) -> Option<([bool; 2], String)> {
+    let AnalyzeError::Synthesis {
+        unit,
+        function,
+        offset,
+        asm,
+        source,
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let SymexError::TruncatedValues {
+        width, truncated, ..
+    } = source.as_ref()
+    else {
+        return None;
+    };
+    let failed = [values[1], values[2]].map(|v| truncated.contains(&v));
+    let listed: Vec<String> = truncated.iter().map(i64::to_string).collect();
+    Some((
+        failed,
+        format!(
+            "{} {} not fit the {} bits the constant occupies in `{asm}` at \
+             {unit}:{function}+{offset:#x}; the compiler truncates {}",
+            listed.join(" and "),
+            if listed.len() == 1 { "does" } else { "do" },
+            width.bits(),
+            if listed.len() == 1 { "it" } else { "them" },
+        ),
+    ))
 }
 
 /// Discovers the affected units, checks the exclusions against them, and builds.
@@ -481,13 +543,16 @@ impl UnitCtx<'_, '_, '_> {
                     seed: windows[k].seed,
                 }),
             };
-            let recipe = synthesize(&ctx).map_err(|source| AnalyzeError::Synthesis {
-                tunable: self.tunable.name.clone(),
-                unit: self.unit.to_owned(),
-                function: function.to_owned(),
-                offset: seed.offset,
-                asm: seed.asm.clone(),
-                source: Box::new(source),
+            let live = live_after_window(&code, seed.offset);
+            let recipe = synthesize_with_live_out(&ctx, &live).map_err(|source| {
+                AnalyzeError::Synthesis {
+                    tunable: self.tunable.name.clone(),
+                    unit: self.unit.to_owned(),
+                    function: function.to_owned(),
+                    offset: seed.offset,
+                    asm: seed.asm.clone(),
+                    source: Box::new(source),
+                }
             })?;
             let id = format!("{}:{function}+{:#x}", self.unit, seed.offset);
             let probes =
@@ -593,6 +658,19 @@ impl UnitCtx<'_, '_, '_> {
     }
 }
 
+/// The registers that may be live after the last instruction of the V1 window of the seed at
+/// `offset` (all of them when it is not an instruction: synthesis then proves nothing dead).
+fn live_after_window(code: &FunctionCode<'_, '_>, offset: u32) -> Vec<Gpr> {
+    let Some(n) = index_at(code.insns, offset) else {
+        return Gpr::ALL.to_vec();
+    };
+    let last = seed_window(code.cfg, n).end - 1;
+    registers_live_after(code, last)
+        .into_iter()
+        .filter_map(|r| RegOperand::from_iced(r).map(|r| r.gpr))
+        .collect()
+}
+
 /// The plan's record of where the constant is: the spec's form, completed by what kbuild
 /// found (the macro's file, the values).
 pub fn plan_source(tunable: &Tunable, change: &ChangeSummary) -> TunableSource {
@@ -691,6 +769,38 @@ mod tests {
             .failed_builds(),
             [true, true]
         );
+    }
+
+    #[test]
+    fn truncated_values_name_the_builds_to_replace() {
+        let synthesis = |source| AnalyzeError::Synthesis {
+            tunable: "KX_TARGET_STORE8".to_owned(),
+            unit: "kx_target.c".to_owned(),
+            function: "kx_target_store8".to_owned(),
+            offset: 0xf,
+            asm: "movb $0xa7,kx_target_bytes(%rax)".to_owned(),
+            source: Box::new(source),
+        };
+        let truncated = synthesis(SymexError::TruncatedValues {
+            text: "movb $0xA7,(%rax)".to_owned(),
+            points: String::new(),
+            width: kernelx_plan::Width::W8,
+            truncated: vec![334],
+        });
+        let (failed, why) = truncated_values(&truncated, [167, 334, 83]).unwrap();
+        assert_eq!(failed, [true, false]);
+        assert_eq!(
+            why,
+            "334 does not fit the 8 bits the constant occupies in `movb \
+             $0xa7,kx_target_bytes(%rax)` at kx_target.c:kx_target_store8+0xf; the compiler \
+             truncates it"
+        );
+        // Any other synthesis error is not the values' fault.
+        let other = synthesis(SymexError::NoRelation {
+            text: String::new(),
+            points: String::new(),
+        });
+        assert_eq!(truncated_values(&other, [167, 334, 83]), None);
     }
 
     fn example_sites() -> Vec<Site> {

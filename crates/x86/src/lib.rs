@@ -43,6 +43,6 @@ pub use report::{
 };
 pub use shape::{OpShape, Shape};
 pub use slice::{
-    ExitKind, Extension, ExtensionReason, SafeSpanSlice, SliceError, SliceOptions, slice_span,
-    slice_span_with_arity,
+    ExitKind, Extension, ExtensionReason, SafeSpanSlice, SliceError, SliceOptions,
+    registers_live_after, slice_span, slice_span_with_arity,
 };

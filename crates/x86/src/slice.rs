@@ -291,6 +291,28 @@ pub enum SliceError {
     },
 }
 
+/// The registers that may be live after instruction `n` of `code`: read on some path before
+/// a whole (32/64-bit) redefinition, or handed on where control leaves the function (a `ret`
+/// hands on `%rax`, `%rdx` and the callee-saved registers; a call or tail call its argument
+/// registers), as full 64-bit registers. Synthesis asks it for the end of a seed's block.
+pub fn registers_live_after(code: &FunctionCode<'_, '_>, n: usize) -> Vec<Register> {
+    // The prototype is not known here: a `ret` may return `%rdx` too.
+    let options = SliceOptions {
+        returns_rdx: true,
+        ..SliceOptions::default()
+    };
+    let slicer = Slicer::new(code, options, &|_| None);
+    let live = slicer.liveness();
+    let mut out = slicer.steps[n]
+        .exit_live
+        .clone()
+        .unwrap_or_else(|| slicer.bits());
+    for &j in &slicer.succs[n] {
+        out.union_with(&live[j]);
+    }
+    out.regs().registers()
+}
+
 /// Computes the Safe Span of the critical span `cs` (V1 offsets, `start..end` as in the
 /// recipe: `end` is the instruction after the span). Every argument register counts as passed
 /// at a call; [`slice_span_with_arity`] knows better.
@@ -1194,6 +1216,31 @@ mod tests {
         let insns = Disassembler::new().decode(f);
         let cfg = Cfg::build(&object, f, &insns);
         slice_span(&FunctionCode::new(&object, f, &insns, &cfg), cs, options).unwrap()
+    }
+
+    #[test]
+    fn live_registers_follow_the_paths_and_the_abi() {
+        // 0: mov $0xffffbeef,%ecx; 5: mov %cx,(%rdx); 8: test %edi,%edi; a: je 0xf;
+        // c: mov %ecx,%eax; e: ret; f: xor %eax,%eax; 11: ret
+        let bytes = [
+            0xb9, 0xef, 0xbe, 0xff, 0xff, 0x66, 0x89, 0x0a, 0x85, 0xff, 0x74, 0x03, 0x89, 0xc8,
+            0xc3, 0x31, 0xc0, 0xc3,
+        ];
+        let object = ObjectFile::from_code("t", &[("f", &bytes)]);
+        let f = &object.functions()[0];
+        let insns = Disassembler::new().decode(f);
+        let cfg = Cfg::build(&object, f, &insns);
+        let code = FunctionCode::new(&object, f, &insns, &cfg);
+        let live = |n| registers_live_after(&code, n);
+        // After the branch: %ecx is read on the fall-through path.
+        assert!(live(3).contains(&Register::RCX));
+        assert!(!live(3).contains(&Register::RAX));
+        // After `xor %eax,%eax`: only what `ret` hands on.
+        let at_ret = live(6);
+        assert!(at_ret.contains(&Register::RAX) && at_ret.contains(&Register::RDX));
+        assert!(at_ret.contains(&Register::RBX) && !at_ret.contains(&Register::RCX));
+        // After the last `ret` as well.
+        assert_eq!(live(7), at_ret);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use iced_x86::{Formatter, GasFormatter, Instruction};
 
+use super::bv::Width;
 use super::expr::EvalError;
 use super::flags::FlagSet;
 use super::range::{BoundReason, OutOfRange};
@@ -83,6 +84,23 @@ pub enum SymexError {
         text: String,
         /// The points, rendered `V -> IV`.
         points: String,
+    },
+    /// No relation fits, and some of the source values do not fit the operand the constant is
+    /// encoded in: the compiler truncated them, so values closer to V1 may well fit.
+    #[error(
+        "no relation IV = f(V) fits {points} exactly for `{text}`: V = {truncated:?} do not fit the {bits} bits the constant occupies, which truncate them",
+        bits = width.bits()
+    )]
+    TruncatedValues {
+        /// AT&T text of the V1 seed.
+        text: String,
+        /// The points, rendered `V -> IV`.
+        points: String,
+        /// The width of the constant as its consumers read it (the operand's, or the low
+        /// bits of a register that are read).
+        width: Width,
+        /// The source values outside both readings of that width.
+        truncated: Vec<i64>,
     },
     /// A consumer reads a flag the update cannot reproduce.
     #[error(

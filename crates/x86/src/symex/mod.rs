@@ -22,7 +22,9 @@
 //!   [`MachineState`].
 //! * [`sem`]: iced [`Instruction`](iced_x86::Instruction)s as [`Effect`]s; a concrete executor.
 //! * [`relation`], [`magic`]: IV = f(V) (affine, powers of two, logarithms, magic division).
-//! * [`synth`]: [`derive_relation`] and [`synthesize`] from a [`SeedContext`].
+//! * [`synth`]: [`derive_relation`] and [`synthesize`] from a [`SeedContext`]
+//!   ([`synthesize_with_live_out`] when the function's liveness at the block end is known);
+//!   `narrow`: which low bits of a loaded register are read before it dies.
 //! * [`recipe`], [`range`]: the [`Recipe`]'s reference semantics
 //!   ([`RecipeSemantics::apply`]) and its [`ValueRange`] (the format is `kernelx_plan::recipe`).
 //!
@@ -78,6 +80,7 @@ pub mod error;
 pub mod expr;
 pub mod flags;
 pub mod magic;
+mod narrow;
 pub mod range;
 pub mod recipe;
 pub mod relation;
@@ -99,4 +102,4 @@ pub use sem::Effect;
 pub use state::{
     Address, AddressExt, Gpr, GprExt, MachineState, Memory, RegOperand, RegOperandExt, Segment,
 };
-pub use synth::{SeedContext, SeedVersion, derive_relation, synthesize};
+pub use synth::{SeedContext, SeedVersion, derive_relation, synthesize, synthesize_with_live_out};

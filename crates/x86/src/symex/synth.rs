@@ -8,6 +8,11 @@
 //! 2. Compare the seed across versions: everything but one constant (an immediate, or a
 //!    `lea` displacement) must be identical. Read the constant as a bit pattern of its width.
 //! 3. Fit IV = f(V) ([`Fit`]); for compares, the signedness of the consumers picks the reading.
+//!    An immediate load into a register that fits no relation is fitted to the low bits its
+//!    consumers read when the rest of the register is dead (`narrow`: gcc stores a 16-bit
+//!    constant through `%ecx` loaded with V sign-extended); the update then writes only those
+//!    bits. No fit at all, with a source value the operand cannot hold, is
+//!    [`SymexError::TruncatedValues`]: the values, not the code, are the likely cause.
 //! 4. Classify the seed (load, combine, compare) and find each input the update needs: still
 //!    in place at the post-probe, recoverable by inverting the seed, copied earlier by a `mov`
 //!    whose source survives, or else saved by a pre-probe.
@@ -23,6 +28,7 @@ use super::bv::Width;
 use super::error::{SymexError, att};
 use super::flags::{Flag, FlagSet, FlagSetExt};
 use super::magic::{self, MagicForm, MagicMatch};
+use super::narrow;
 use super::range::{BoundReason, Restriction, ValueRange};
 use super::recipe::{
     CombineOp, CompareOp, CriticalSpan, Input, Place, Recipe, RecipeSemantics, SynthesisKind,
@@ -74,20 +80,30 @@ pub fn derive_relation(versions: &[SeedVersion<'_>; 3]) -> Result<Relation, Syme
             part: magic_part(versions)?,
         });
     }
-    let ch = changing(versions)?;
+    let (ch, _) = changing_read(versions, &Gpr::ALL)?;
     let fit = Fit::of(values(versions), ch.ivs, ch.width);
     fit.neutral()
         .map(|(r, _)| r)
         .ok_or_else(|| no_relation(versions, &ch))
 }
 
-/// The update recipe for a seed.
+/// The update recipe for a seed, with every register taken as live after the V1 block.
 pub fn synthesize(ctx: &SeedContext<'_>) -> Result<Recipe, SymexError> {
+    synthesize_with_live_out(ctx, &Gpr::ALL)
+}
+
+/// The update recipe for a seed, told which registers may be live after the last instruction
+/// of the V1 block (from the function's liveness): an immediate load into a register that
+/// dies there after narrower reads may be fitted to the bits that are read (`narrow`).
+pub fn synthesize_with_live_out(
+    ctx: &SeedContext<'_>,
+    live_after_block: &[Gpr],
+) -> Result<Recipe, SymexError> {
     let versions = &ctx.versions;
     validate(versions)?;
     let (recipe, prefix) = match magic::match_around(versions[0].block, versions[0].seed) {
         Some(m) => synthesize_divide(versions, m)?,
-        None => synthesize_simple(versions)?,
+        None => synthesize_simple(versions, live_after_block)?,
     };
     self_check(versions, &recipe, prefix)?;
     Ok(recipe)
@@ -293,9 +309,77 @@ fn no_relation(versions: &[SeedVersion<'_>; 3], ch: &Changing) -> SymexError {
         .map(|(v, iv)| format!("V={} -> IV={iv:#x}", v.value))
         .collect::<Vec<_>>()
         .join(", ");
-    SymexError::NoRelation {
-        text: att(versions[0].insn()),
-        points,
+    let text = att(versions[0].insn());
+    let held = ch.width.signed_min()..=ch.width.unsigned_max();
+    let truncated: Vec<i64> = values(versions)
+        .into_iter()
+        .filter(|v| !held.contains(&i128::from(*v)))
+        .collect();
+    if truncated.is_empty() {
+        SymexError::NoRelation { text, points }
+    } else {
+        SymexError::TruncatedValues {
+            text,
+            points,
+            width: ch.width,
+            truncated,
+        }
+    }
+}
+
+/// The changing constant, narrowed to the bits its consumers read when no relation fits the
+/// whole immediate of a load into a register and the rest of it is dead ([`narrow`]), with
+/// the register view the update then writes.
+fn changing_read(
+    versions: &[SeedVersion<'_>; 3],
+    live_after_block: &[Gpr],
+) -> Result<(Changing, Option<RegOperand>), SymexError> {
+    let ch = changing(versions)?;
+    let v1 = &versions[0];
+    let seed = v1.insn();
+    let load_to_reg = seed.mnemonic() == Mnemonic::Mov
+        && seed.op_count() == 2
+        && seed.op0_kind() == OpKind::Register
+        && ch.param == Param::Immediate;
+    if !load_to_reg
+        || Fit::of(values(versions), ch.ivs, ch.width)
+            .neutral()
+            .is_some()
+    {
+        return Ok((ch, None));
+    }
+    let narrowed = RegOperand::from_iced(seed.op0_register())
+        .filter(|r| !r.high8)
+        .and_then(|r| {
+            narrow::consumed_width(v1.block, v1.seed, r.gpr, live_after_block)
+                .filter(|w| *w < r.width)
+                .map(|w| RegOperand::new(r.gpr, w))
+        });
+    Ok(match narrowed {
+        Some(view) => (
+            Changing {
+                ivs: ch.ivs.map(|iv| iv & view.width.mask()),
+                width: view.width,
+                ..ch
+            },
+            Some(view),
+        ),
+        None => (ch, None),
+    })
+}
+
+/// The view a narrowed load writes: the seed loads a wider register, whose other bits are
+/// dead ([`changing_read`]).
+fn narrowed_view(seed: &Instruction, recipe: &Recipe) -> Option<RegOperand> {
+    match recipe.update {
+        Update::Load {
+            dest: Place::Reg { reg },
+        } if seed.op0_kind() == OpKind::Register
+            && Width::from_bytes(seed.op0_register().size()).is_some_and(|w| w > reg.width) =>
+        {
+            Some(reg)
+        }
+        _ => None,
     }
 }
 
@@ -604,15 +688,23 @@ fn inverse_mod_pow2(a: u64, width: Width) -> u64 {
 /// an input was recovered from an earlier `mov`).
 type Synthesized = (Recipe, usize);
 
-fn synthesize_simple(versions: &[SeedVersion<'_>; 3]) -> Result<Synthesized, SymexError> {
+fn synthesize_simple(
+    versions: &[SeedVersion<'_>; 3],
+    live_after_block: &[Gpr],
+) -> Result<Synthesized, SymexError> {
     let v1 = &versions[0];
     let seed = v1.insn();
     let span = CriticalSpan {
         start: seed.ip(),
         end: seed.next_ip(),
     };
-    let ch = changing(versions)?;
-    let form = classify(seed, &ch, span.start)?;
+    let (ch, narrowed) = changing_read(versions, live_after_block)?;
+    let form = match narrowed {
+        Some(reg) => Form::Load {
+            dest: Place::Reg { reg },
+        },
+        None => classify(seed, &ch, span.start)?,
+    };
     let fit = Fit::of(values(versions), ch.ivs, ch.width);
     let seed_fx = sem::effects(seed)?;
     let written_regs = sem::written_gprs(&seed_fx);
@@ -1103,6 +1195,12 @@ fn self_check(
             1 << 63,
         ])
         .collect();
+    // A narrowed load leaves dead bits as V1 had them; only the view it writes is compared.
+    let narrowed = narrowed_view(versions[0].insn(), recipe);
+    let live = |s: &MachineState, g: Gpr| match narrowed {
+        Some(view) if view.gpr == g => view.read(s.get(g)),
+        _ => s.get(g),
+    };
     let mut rng = SplitMix(0x6b78_5f73_796d_6578);
     for k in 1..3 {
         let mut code_k = span_code(versions, k, recipe)?.to_vec();
@@ -1152,16 +1250,11 @@ fn self_check(
             for insn in &code_k {
                 undefined = undefined.union(sem::execute(insn, &mut b)?.undefined);
             }
-            if a.gpr != b.gpr {
-                let g = Gpr::ALL
-                    .iter()
-                    .find(|g| a.get(**g) != b.get(**g))
-                    .copied()
-                    .unwrap_or(Gpr::Rax);
+            if let Some(g) = Gpr::ALL.into_iter().find(|&g| live(&a, g) != live(&b, g)) {
                 return Err(fail(format!(
                     "{g}: recipe gives {:#x}, the code {:#x}",
-                    a.get(g),
-                    b.get(g)
+                    live(&a, g),
+                    live(&b, g)
                 )));
             }
             if a.memory != b.memory {
@@ -1448,6 +1541,83 @@ mod tests {
                 flags: FlagSet::EMPTY,
             }
         );
+    }
+
+    /// `short v = V; p[i] = v`: gcc loads V sign-extended into a 32-bit register and stores
+    /// its low 16 bits.
+    fn sext16(v: i64) -> i32 {
+        i32::from(v as u16 as i16)
+    }
+
+    #[test]
+    fn a_register_read_only_through_its_low_16_bits_is_narrowed() {
+        let f: Build = |a, v| {
+            a.mov(ecx, sext16(v))?;
+            a.mov(word_ptr(rdx + rax * 2), cx)?;
+            a.ret()
+        };
+        let r = synth(f, [0xbeef, 0xeeaa, 0x5f77]).unwrap();
+        assert_eq!(r.relation, Relation::Affine { a: 1, b: 0 });
+        assert_eq!(
+            r.update,
+            Update::Load {
+                dest: Place::Reg {
+                    reg: RegOperand::new(Gpr::Rcx, Width::W16)
+                }
+            }
+        );
+        assert_eq!(r.iv_width, Width::W16);
+        assert_eq!((r.range.min, r.range.max), (0, 0xffff));
+        assert_eq!(
+            r.range.max_reason,
+            BoundReason::IvOverflow {
+                width: Width::W16,
+                domain: IvDomain::Unsigned
+            }
+        );
+        // The same values, but the sign-extended 32-bit value is read too: no relation.
+        let wide: Build = |a, v| {
+            a.mov(ecx, sext16(v))?;
+            a.mov(word_ptr(rdx + rax * 2), cx)?;
+            a.add(eax, ecx)?;
+            a.ret()
+        };
+        let e = synth(wide, [0xbeef, 0xeeaa, 0x5f77]).unwrap_err();
+        assert!(matches!(e, SymexError::NoRelation { .. }), "{e}");
+        // A relation that fits the whole register is kept whole.
+        let whole: Build = |a, v| {
+            a.mov(ecx, v as i32)?;
+            a.mov(word_ptr(rdx), cx)?;
+            a.ret()
+        };
+        let r = synth(whole, [1, 2, 3]).unwrap();
+        assert_eq!(r.iv_width, Width::W32);
+    }
+
+    #[test]
+    fn values_the_operand_truncates_are_named() {
+        // `movb $V` with V2 = 334: gcc stores its low byte.
+        let f: Build = |a, v| a.mov(byte_ptr(rax + 0x10), v as u8 as i32);
+        let e = synth(f, [0xa7, 334, 83]).unwrap_err();
+        assert!(
+            matches!(&e, SymexError::TruncatedValues { width: Width::W8, truncated, .. } if truncated == &[334]),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("V = [334] do not fit the 8 bits the constant occupies"),
+            "{e}"
+        );
+        // Values the byte holds: IV = V, unsigned, 0..=255.
+        let r = synth(f, [0xa7, 250, 83]).unwrap();
+        assert_eq!(r.relation, Relation::Affine { a: 1, b: 0 });
+        assert_eq!((r.range.min, r.range.max), (0, 0xff));
+        // Values that fit and still have no relation are not blamed.
+        let g: Build = |a, v| a.mov(byte_ptr(rax), (v * v) as i32);
+        assert!(matches!(
+            synth(g, [1, 2, 3]),
+            Err(SymexError::NoRelation { .. })
+        ));
     }
 
     #[test]

@@ -33,3 +33,11 @@ extern void slow_path(void);
 int branch_cmp(int n) { if (n > V) { slow_path(); return 1; } return 0; }
 /* test $imm with a jump. */
 int jump_test(unsigned char *flags) { if (*flags & V) { slow_path(); return 1; } return 0; }
+/* A 16-bit store through a 32-bit register loaded with V sign-extended (gcc avoids movw $imm);
+ * %ecx is dead after the store: the ret hands on %rax = i. */
+unsigned long store16_narrow(struct s *p, unsigned long i) { p->b[i & 7] = V; return i; }
+/* The same, but the register is %edx, which a ret may hand on (as the high half of a
+ * 128-bit result): all 32 bits count. */
+int store16_sum(struct s *p, int x) { short v = V; p->b[x & 7] = v; return x * v; }
+/* A byte store; V larger than a byte is truncated. */
+void store_byte(unsigned char *p) { *p = V; }

@@ -33,6 +33,9 @@ VECTORS = [
     ("udiv32", [1000, 100, 641], "folded IV = multiplier of the magic multiply for 32-bit unsigned x / V"),
     ("udiv64", [10, 12, 3], "folded IV = multiplier of the magic multiply for 64-bit unsigned x / V"),
     ("udiv_pow2", [16, 32, 64], "combine IV = 1*log2(V)"),
+    # Fitted to the 16 bits the store reads: IV = V there.
+    ("store16_narrow", [0xbeef, 0xeeaa, 0x5f77], "immediate_load IV = 1*V"),
+    ("store_byte", [0xa7, 250, 83], "immediate_load IV = 1*V"),
     # Not supported (the report must name the instruction):
     ("udiv32", [7, 14, 28], "error: no relation"),
     ("sdiv64", [10, 20, 40], "error: no relation"),
@@ -41,6 +44,10 @@ VECTORS = [
     ("mul_odd", [1, 2, 3], "error: differ beyond one constant"),
     # gcc rewrites c > -5 as c >= -4 (setge), c > 0 as setg: the consumer changes too.
     ("signed_byte_cmp", [-5, 0, 5], "error: no relation"),
+    # %edx may be live at the ret: no narrowing, and sign extension is no relation over 32 bits.
+    ("store16_sum", [0xbeef, 0xeeaa, 0x5f77], "error: no relation"),
+    # 334 does not fit the byte: gcc stores 0x4e.
+    ("store_byte", [0xa7, 334, 83], "error: do not fit the 8 bits"),
 ]
 
 def build(v):
