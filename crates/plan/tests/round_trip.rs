@@ -162,8 +162,12 @@ fn everything() -> Plan {
                     SynthesisKind::Folded,
                     Update::Divide {
                         width: Width::W32,
-                        form: MagicForm::Mul { shifted: true },
+                        form: MagicForm::ImulImmediateAdd {
+                            shifted: true,
+                            into_high: true,
+                        },
                         dividend: Input::Saved,
+                        fixup: Some(Input::Read { place: reg }),
                         dest: Gpr::R15,
                         temp: Some(Gpr::Rax),
                         flags: FlagSet::of(&[kernelx_plan::Flag::Of]),
@@ -341,6 +345,8 @@ fn every_variant_survives_json() {
         "\"input\": \"saved\"",
         "\"input\": \"address\"",
         "\"update\": \"divide\"",
+        "\"shape\": \"imul_immediate_add\"",
+        "\"fixup\": {",
         "\"only\": \"power_of_two\"",
         "\"only\": \"unsigned_magic\"",
         "\"kind\": \"cold\"",
