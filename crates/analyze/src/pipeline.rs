@@ -24,7 +24,9 @@ use kernelx_kbuild::{
     ChangeSummary, Discovery, Progress, SourceTree, VariantOptions, VariantSet, closer_values,
     discover,
 };
-use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind};
+use kernelx_plan::{
+    LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind, magic,
+};
 use kernelx_spec::Tunable;
 use kernelx_x86::symex::{SeedContext, SeedVersion, synthesize};
 use kernelx_x86::{
@@ -94,7 +96,14 @@ pub fn analyze<'t>(
         };
         let closer = picked
             .filter(|_| dropped.len() < VALUE_RETRIES && diffed.code_effects.iter().all(|e| e.form))
-            .and_then(|ty| closer_values(ty, set.values, diffed.failed_builds()));
+            .and_then(|ty| {
+                closer_values(
+                    ty,
+                    set.values,
+                    diffed.failed_builds(),
+                    &same_code_as(set.values[0]),
+                )
+            });
         let Some((values, how)) = closer else {
             return Err(diffed.uncovered_code(tunable, set.values, dropped));
         };
@@ -108,6 +117,14 @@ pub fn analyze<'t>(
         dropped.push(set.values);
         attempt = with_values(tunable, values);
     }
+}
+
+/// Which replacement probe values can compile to V1's instructions: a divisor whose magic
+/// multiplier needs the add fix-up keeps it only for values of the same shape (doubling and
+/// halving always lose it); any value otherwise.
+fn same_code_as(v1: i64) -> impl Fn(i64) -> bool {
+    let division = magic::needs_add_fixup(v1);
+    move |v| !division || magic::same_division_shape(v1, v)
 }
 
 /// Discovers the affected units, checks the exclusions against them, and builds.
