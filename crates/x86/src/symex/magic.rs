@@ -48,8 +48,10 @@ pub struct MagicMatch {
     pub inputs_from: usize,
     /// The register that ends up holding the quotient.
     pub dest: Gpr,
-    /// The register the multiplier is loaded into ([`MagicForm::ImulRegister`]: `%temp`;
-    /// [`MagicForm::Mul`]: `%rax`).
+    /// The other register the sequence leaves changed: the one the multiplier is loaded into
+    /// ([`MagicForm::ImulRegister`]: `%temp`; [`MagicForm::Mul`]: `%rax`), the one of the
+    /// add fix-up's two that does not get the sum, or the dividend's sign
+    /// ([`MagicForm::SignedImulAdd`]).
     pub temp: Option<Gpr>,
     /// The multiplier in the code.
     pub multiplier: u64,
@@ -111,9 +113,10 @@ fn shr64(insn: &Instruction) -> Option<(Gpr, u32)> {
 
 /// `op %src32,%dest32` (register forms of `add`/`sub`): (dest, src).
 fn alu32(insn: &Instruction, mnemonic: Mnemonic) -> Option<(Gpr, Gpr)> {
-    (insn.mnemonic() == mnemonic && insn.op_count() == 2)
-        .then(|| Some((reg32(insn, 0)?, reg32(insn, 1)?)))
-        .flatten()
+    if insn.mnemonic() != mnemonic || insn.op_count() != 2 {
+        return None;
+    }
+    Some((reg32(insn, 0)?, reg32(insn, 1)?))
 }
 
 /// `sar $c,%reg32`: the register and count.
@@ -159,14 +162,12 @@ fn signed_fixup(
         return None;
     }
     // The dividend's sign extension: the last write of %src before the imul.
-    let extend = (0..imul).rev().find(|&i| touches_written(&block[i], src))?;
+    let extend = (0..imul).rev().find(|&i| writes(&block[i], src))?;
     let movslq = &block[extend];
     if movslq.code() != Code::Movsxd_r64_rm32
         || reg64(movslq, 0)? != src
         || reg32(movslq, 1)? != x
-        || block[extend + 1..imul]
-            .iter()
-            .any(|i| touches_written(i, x))
+        || block[extend + 1..imul].iter().any(|i| writes(i, x))
     {
         return None;
     }
@@ -175,7 +176,7 @@ fn signed_fixup(
 
 /// Whether `insn` writes any part of `reg` (an instruction the executor does not model
 /// counts as writing it).
-fn touches_written(insn: &Instruction, reg: Gpr) -> bool {
+pub(crate) fn writes(insn: &Instruction, reg: Gpr) -> bool {
     sem::effects(insn).map_or(true, |fx| sem::written_gprs(&fx).contains(&reg))
 }
 

@@ -1014,17 +1014,14 @@ fn divide_input(
 /// The index of `mov %x32,%src32` before `start` when it is the last write of `%src` and
 /// `%x` is unchanged since: then `%src` holds `%x` zero-extended when the sequence starts.
 fn zero_extended_copy(block: &[Instruction], start: usize, src: Gpr, x: Gpr) -> Option<usize> {
-    let writes = |insn: &Instruction, reg: Gpr| {
-        sem::effects(insn).map_or(true, |fx| sem::written_gprs(&fx).contains(&reg))
-    };
-    let at = (0..start).rev().find(|&i| writes(&block[i], src))?;
+    let at = (0..start).rev().find(|&i| magic::writes(&block[i], src))?;
     let mov = &block[at];
     let is_copy = matches!(mov.code(), Code::Mov_r32_rm32 | Code::Mov_rm32_r32)
         && mov.op0_kind() == OpKind::Register
         && mov.op1_kind() == OpKind::Register
         && RegOperand::from_iced(mov.op0_register()).map(|r| r.gpr) == Some(src)
         && RegOperand::from_iced(mov.op1_register()).map(|r| r.gpr) == Some(x);
-    (is_copy && !block[at + 1..start].iter().any(|i| writes(i, x))).then_some(at)
+    (is_copy && !block[at + 1..start].iter().any(|i| magic::writes(i, x))).then_some(at)
 }
 
 /// The dividend loaded by `block[at]` inside the sequence (`mov mem,%reg`), read from the
