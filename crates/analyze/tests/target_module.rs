@@ -65,10 +65,7 @@ const U32_SHIFT: Relation = Relation::UnsignedDivision {
     width: Width::W32,
     part: MagicPart::Shift,
 };
-const MOD_FORM: MagicForm = MagicForm::ImulImmediateAdd {
-    shifted: true,
-    into_high: false,
-};
+const MOD_FORM: MagicForm = MagicForm::ImulImmediateAdd { into_high: false };
 const S32_MULTIPLIER: Relation = Relation::SignedDivision {
     width: Width::W32,
     part: MagicPart::Multiplier,
@@ -166,14 +163,8 @@ fn expectations() -> Vec<(&'static str, Expected)> {
         (
             "KX_TARGET_SDIV",
             Plan(&[
-                (
-                    Form::Divide(MagicForm::SignedImulAdd { shifted: true }),
-                    S32_MULTIPLIER,
-                ),
-                (
-                    Form::Divide(MagicForm::SignedImulAdd { shifted: true }),
-                    S32_SHIFT,
-                ),
+                (Form::Divide(MagicForm::SignedImulAdd), S32_MULTIPLIER),
+                (Form::Divide(MagicForm::SignedImulAdd), S32_SHIFT),
             ]),
         ),
         (

@@ -134,24 +134,20 @@ pub enum MagicForm {
         shifted: bool,
     },
     /// 32-bit `x / d` whose multiplier needs 33 bits (odd `d`): `imul $m,%src,%hi ;
-    /// shr $32,%hi ; sub %hi32,%x32 ; shr %x32 ; add %hi32,%x32 ; [shr $(s-1),%x32]`, `m` the
+    /// shr $32,%hi ; sub %hi32,%x32 ; shr %x32 ; add %hi32,%x32 ; shr $(s-1),%x32`, `m` the
     /// low 32 bits of the multiplier (below 2^31, a sign-extended imm32) and `%src`, `%x` both
     /// holding the dividend. With `into_high`, the sum goes to the high half's register
-    /// instead: `add %x32,%hi32 ; [shr $(s-1),%hi32]`.
+    /// instead: `add %x32,%hi32 ; shr $(s-1),%hi32`. (No such divisor has s = 1, so the last
+    /// shift is always there.)
     ImulImmediateAdd {
-        /// Whether the sequence ends with a shift (post-shift > 1).
-        shifted: bool,
         /// Whether the `add` (and the final shift) write `%hi` rather than `%x`.
         into_high: bool,
     },
     /// Signed 32-bit `x / d`, `d > 0`, whose multiplier needs 32 bits (it is negative as a
     /// signed imm32): `movslq %x32,%src ; imul $m,%src,%dest ; shr $32,%dest ;
-    /// add %x32,%dest32 ; sar $31,%x32 ; [sar $s,%dest32] ; sub %x32,%dest32` (the two `sar`
-    /// in either order).
-    SignedImulAdd {
-        /// Whether the sequence shifts the sum (post-shift > 0).
-        shifted: bool,
-    },
+    /// add %x32,%dest32 ; sar $31,%x32 ; sar $s,%dest32 ; sub %x32,%dest32` (the two `sar`
+    /// in either order; such a multiplier needs d > 2, so s > 0).
+    SignedImulAdd,
 }
 
 impl fmt::Display for MagicForm {
@@ -161,10 +157,8 @@ impl fmt::Display for MagicForm {
             MagicForm::ImulRegister => "mov $m; imul; shr",
             MagicForm::Mul { shifted: true } => "movabs $m; mul; shr",
             MagicForm::Mul { shifted: false } => "movabs $m; mul",
-            MagicForm::ImulImmediateAdd { shifted: true, .. } => "imul $m; shr; sub; shr; add; shr",
-            MagicForm::ImulImmediateAdd { shifted: false, .. } => "imul $m; shr; sub; shr; add",
-            MagicForm::SignedImulAdd { shifted: true } => "imul $m; shr; add; sar; sar; sub",
-            MagicForm::SignedImulAdd { shifted: false } => "imul $m; shr; add; sar; sub",
+            MagicForm::ImulImmediateAdd { .. } => "imul $m; shr; sub; shr; add; shr",
+            MagicForm::SignedImulAdd => "imul $m; shr; add; sar; sar; sub",
         })
     }
 }
@@ -228,14 +222,14 @@ pub fn check_form(d: i64, width: Width, form: MagicForm) -> Result<(u64, u32), M
         MagicForm::ImulImmediate
         | MagicForm::ImulRegister
         | MagicForm::ImulImmediateAdd { .. }
-        | MagicForm::SignedImulAdd { .. } => Width::W32,
+        | MagicForm::SignedImulAdd => Width::W32,
         MagicForm::Mul { .. } => Width::W64,
     };
     if width != wanted {
         return Err(MagicMismatch::NotADivisor);
     }
-    if let MagicForm::SignedImulAdd { shifted } = form {
-        return check_signed_add(d, width, shifted);
+    if form == MagicForm::SignedImulAdd {
+        return check_signed_add(d, width);
     }
     let d = u64::try_from(d).map_err(|_| MagicMismatch::NotADivisor)?;
     match unsigned_division(d, width).ok_or(MagicMismatch::NotADivisor)? {
@@ -245,9 +239,6 @@ pub fn check_form(d: i64, width: Width, form: MagicForm) -> Result<(u64, u32), M
         } => match form {
             MagicForm::ImulImmediateAdd { .. } if multiplier >= 1 << 31 => {
                 Err(MagicMismatch::MultiplierTooWide)
-            }
-            MagicForm::ImulImmediateAdd { shifted, .. } if shifted != (post_shift > 1) => {
-                Err(MagicMismatch::ShiftPresence)
             }
             MagicForm::ImulImmediateAdd { .. } => Ok((multiplier, post_shift - 1)),
             _ => Err(MagicMismatch::AddFixup),
@@ -271,7 +262,7 @@ pub fn check_form(d: i64, width: Width, form: MagicForm) -> Result<(u64, u32), M
                 Err(MagicMismatch::ShiftPresence)
             }
             MagicForm::Mul { .. } => Ok((multiplier, post_shift)),
-            MagicForm::ImulImmediateAdd { .. } | MagicForm::SignedImulAdd { .. } => {
+            MagicForm::ImulImmediateAdd { .. } | MagicForm::SignedImulAdd => {
                 Err(MagicMismatch::NoAddFixup)
             }
         },
@@ -292,7 +283,7 @@ pub fn signed_multiplier(d: u64, width: Width) -> Option<(u64, u32)> {
     Some((u64::try_from(m).ok()? & width.mask(), post_shift))
 }
 
-fn check_signed_add(d: i64, width: Width, shifted: bool) -> Result<(u64, u32), MagicMismatch> {
+fn check_signed_add(d: i64, width: Width) -> Result<(u64, u32), MagicMismatch> {
     match d {
         ..0 => return Err(MagicMismatch::Negative),
         0 => return Err(MagicMismatch::NotADivisor),
@@ -309,8 +300,6 @@ fn check_signed_add(d: i64, width: Width, shifted: bool) -> Result<(u64, u32), M
     let (m, post_shift) = signed_multiplier(d, width).ok_or(MagicMismatch::NotADivisor)?;
     if m < width.sign_bit() {
         Err(MagicMismatch::NoAddFixup)
-    } else if shifted != (post_shift > 0) {
-        Err(MagicMismatch::ShiftPresence)
     } else {
         Ok((m, post_shift))
     }
@@ -559,10 +548,7 @@ mod tests {
     /// $0x20,%rcx; sub %ecx,%edx; shr %edx; add %ecx,%edx; shr $0x9,%edx`.
     #[test]
     fn add_fixup_form() {
-        let form = MagicForm::ImulImmediateAdd {
-            shifted: true,
-            into_high: false,
-        };
+        let form = MagicForm::ImulImmediateAdd { into_high: false };
         assert_eq!(check_form(1009, Width::W32, form), Ok((0x03ce_4585, 9)));
         assert_eq!(check_form(7, Width::W32, form), Ok((0x2492_4925, 2)));
         assert_eq!(
@@ -620,10 +606,7 @@ mod tests {
             .filter(|&v| same_division_shape(1009, v))
             .collect();
         assert!(same.contains(&1009), "{same:?}");
-        let form = MagicForm::ImulImmediateAdd {
-            shifted: true,
-            into_high: false,
-        };
+        let form = MagicForm::ImulImmediateAdd { into_high: false };
         for v in same {
             assert!(check_form(v, Width::W32, form).is_ok(), "{v}");
         }
@@ -634,7 +617,7 @@ mod tests {
     /// sub %edx,%eax`.
     #[test]
     fn signed_add_form() {
-        let form = MagicForm::SignedImulAdd { shifted: true };
+        let form = MagicForm::SignedImulAdd;
         assert_eq!(check_form(7, Width::W32, form), Ok((0x9249_2493, 2)));
         assert_eq!(
             check_form(3, Width::W32, form),
@@ -673,6 +656,24 @@ mod tests {
                 let high = (product >> 32) as i32;
                 let q = (high.wrapping_add(x) >> s) - (x >> 31);
                 assert_eq!(q, x / d as i32, "{x} / {d}");
+            }
+        }
+    }
+
+    /// The forms with a fix-up have no variant without the final shift: every divisor whose
+    /// multiplier needs the fix-up has a post-shift of at least 2 (unsigned) or 1 (signed).
+    #[test]
+    fn fixup_forms_always_shift() {
+        for d in 3u64..200_000 {
+            if let Some(UnsignedDivision::MultiplyAdd { post_shift, .. }) =
+                unsigned_division(d, Width::W32)
+            {
+                assert!(post_shift >= 2, "{d}");
+            }
+            if let Some((m, post_shift)) = signed_multiplier(d, Width::W32)
+                && m >= 1 << 31
+            {
+                assert!(post_shift >= 1, "{d}");
             }
         }
     }

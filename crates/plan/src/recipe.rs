@@ -345,10 +345,7 @@ impl Recipe {
                     (MagicForm::ImulRegister, Some(t)) => {
                         c.regs.push(RegOperand::new(t, Width::W32))
                     }
-                    (
-                        MagicForm::ImulImmediateAdd { .. } | MagicForm::SignedImulAdd { .. },
-                        Some(t),
-                    ) => {
+                    (MagicForm::ImulImmediateAdd { .. } | MagicForm::SignedImulAdd, Some(t)) => {
                         c.regs.push(RegOperand::full(t));
                     }
                     _ => {}

@@ -162,10 +162,7 @@ fn everything() -> Plan {
                     SynthesisKind::Folded,
                     Update::Divide {
                         width: Width::W32,
-                        form: MagicForm::ImulImmediateAdd {
-                            shifted: true,
-                            into_high: true,
-                        },
+                        form: MagicForm::ImulImmediateAdd { into_high: true },
                         dividend: Input::Saved,
                         fixup: Some(Input::Read { place: reg }),
                         dest: Gpr::R15,

@@ -1419,15 +1419,9 @@ fn folded_divisions() {
     ]);
 }
 
-const ADD_FIXUP: MagicForm = MagicForm::ImulImmediateAdd {
-    shifted: true,
-    into_high: false,
-};
-const ADD_FIXUP_INTO_HIGH: MagicForm = MagicForm::ImulImmediateAdd {
-    shifted: true,
-    into_high: true,
-};
-const SIGNED_ADD: MagicForm = MagicForm::SignedImulAdd { shifted: true };
+const ADD_FIXUP: MagicForm = MagicForm::ImulImmediateAdd { into_high: false };
+const ADD_FIXUP_INTO_HIGH: MagicForm = MagicForm::ImulImmediateAdd { into_high: true };
+const SIGNED_ADD: MagicForm = MagicForm::SignedImulAdd;
 
 /// Every path must agree: the CPU and the concrete semantics (`sem::execute`) on single
 /// instructions of every modelled kind, so neither a harness bug nor a semantics bug can

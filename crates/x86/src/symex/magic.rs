@@ -67,7 +67,7 @@ impl MagicMatch {
             MagicForm::ImulImmediate
             | MagicForm::ImulRegister
             | MagicForm::ImulImmediateAdd { .. }
-            | MagicForm::SignedImulAdd { .. } => Width::W32,
+            | MagicForm::SignedImulAdd => Width::W32,
         }
     }
 }
@@ -131,7 +131,7 @@ fn sar32(insn: &Instruction) -> Option<(Gpr, u32)> {
 }
 
 /// The signed fix-up after `imul $m,%src,%temp ; shr $32,%temp` at `s`: `add %x,%temp32`,
-/// then `sar $31,%x` and an optional `sar $c,%temp32` in either order, then
+/// then `sar $31,%x` and `sar $c,%temp32` in either order, then
 /// `sub %x,%temp32`, as (x, end, shift). `%src` must be `%x` sign-extended by a `movslq`
 /// before the imul, with `%x` unchanged since (its index is returned too).
 fn signed_fixup(
@@ -158,7 +158,7 @@ fn signed_fixup(
         k += 1;
     }
     let (d, sub_src) = alu32(block.get(k)?, Mnemonic::Sub)?;
-    if !sign || d != temp || sub_src != x {
+    if !sign || shift == 0 || d != temp || sub_src != x {
         return None;
     }
     // The dividend's sign extension: the last write of %src before the imul.
@@ -193,7 +193,7 @@ pub(crate) fn touches(insn: &Instruction, reg: Gpr) -> bool {
 }
 
 /// The add fix-up after `imul $m,%src,%temp ; shr $32,%temp` at `s`: `sub %temp32,%x ;
-/// shr %x ; add %temp32,%x` (or `add %x,%temp32`) `; [shr $c,%sum]`, as (x, whether the sum
+/// shr %x ; add %temp32,%x` (or `add %x,%temp32`) `; shr $c,%sum`, as (x, whether the sum
 /// is in %temp, end, shift).
 fn add_fixup(block: &[Instruction], s: usize, temp: Gpr) -> Option<(Gpr, bool, usize, u32)> {
     let (x, t) = alu32(block.get(s)?, Mnemonic::Sub)?;
@@ -207,10 +207,8 @@ fn add_fixup(block: &[Instruction], s: usize, temp: Gpr) -> Option<(Gpr, bool, u
         (s, a) if s == temp && a == x => true,
         _ => return None,
     };
-    match block.get(s + 3).and_then(|i| shr(i, Width::W32)) {
-        Some((r, c)) if r == sum && (1..32).contains(&c) => Some((x, into_high, s + 4, c)),
-        _ => Some((x, into_high, s + 3, 0)),
-    }
+    let (r, c) = shr(block.get(s + 3)?, Width::W32)?;
+    (r == sum && (1..32).contains(&c)).then_some((x, into_high, s + 4, c))
 }
 
 fn match_at(block: &[Instruction], s: usize) -> Option<MagicMatch> {
@@ -229,7 +227,7 @@ fn match_at(block: &[Instruction], s: usize) -> Option<MagicMatch> {
                 return Some(MagicMatch {
                     start: s,
                     end,
-                    form: MagicForm::SignedImulAdd { shifted: shift > 0 },
+                    form: MagicForm::SignedImulAdd,
                     dividend: x,
                     multiply: s,
                     fixup: None,
@@ -250,10 +248,7 @@ fn match_at(block: &[Instruction], s: usize) -> Option<MagicMatch> {
                 return Some(MagicMatch {
                     start: s,
                     end,
-                    form: MagicForm::ImulImmediateAdd {
-                        shifted: shift > 0,
-                        into_high,
-                    },
+                    form: MagicForm::ImulImmediateAdd { into_high },
                     dividend: src,
                     multiply: s,
                     fixup: Some(x),

@@ -285,7 +285,7 @@ impl RecipeSemantics for Recipe {
                             value: q,
                         });
                     }
-                    MagicForm::ImulImmediateAdd { shifted, into_high } => {
+                    MagicForm::ImulImmediateAdd { into_high } => {
                         let (Some(other), Some(fixup)) = (temp, fixup) else {
                             return Err(SymexError::MalformedRecipe {
                                 what: "an add fix-up division without `temp` and `fixup`",
@@ -300,22 +300,14 @@ impl RecipeSemantics for Recipe {
                         let diff = Expr::binary(BinOp::Sub, x32, t32.clone());
                         let half = Expr::binary(BinOp::Shr, diff, Expr::constant(Width::W8, 1));
                         let sum = Expr::binary(BinOp::Add, half.clone(), t32.clone());
-                        let q = if shifted {
-                            push_flags(
-                                &mut fx,
-                                flags,
-                                FlagOp::Shr,
-                                &sum,
-                                &count.clone().zext(Width::W32),
-                            );
-                            Expr::binary(BinOp::Shr, sum, count)
-                        } else if into_high {
-                            push_flags(&mut fx, flags, FlagOp::Add, &t32, &half);
-                            sum
-                        } else {
-                            push_flags(&mut fx, flags, FlagOp::Add, &half, &t32);
-                            sum
-                        };
+                        push_flags(
+                            &mut fx,
+                            flags,
+                            FlagOp::Shr,
+                            &sum,
+                            &count.clone().zext(Width::W32),
+                        );
+                        let q = Expr::binary(BinOp::Shr, sum, count);
                         // The register that does not get the sum keeps the high half (64-bit
                         // `shr`) or the halved difference (32-bit `shr`).
                         let (other_width, other_value) = if into_high {
@@ -332,7 +324,7 @@ impl RecipeSemantics for Recipe {
                             value: q,
                         });
                     }
-                    MagicForm::SignedImulAdd { shifted } => {
+                    MagicForm::SignedImulAdd => {
                         let Some(sign_reg) = temp else {
                             return Err(SymexError::MalformedRecipe {
                                 what: "a signed division without `temp`",
@@ -348,11 +340,7 @@ impl RecipeSemantics for Recipe {
                             .trunc(Width::W32);
                         let sum = Expr::binary(BinOp::Add, high, x32.clone());
                         let sign = Expr::binary(BinOp::Sar, x32, Expr::constant(Width::W8, 31));
-                        let shifted_sum = if shifted {
-                            Expr::binary(BinOp::Sar, sum, count)
-                        } else {
-                            sum
-                        };
+                        let shifted_sum = Expr::binary(BinOp::Sar, sum, count);
                         push_flags(&mut fx, flags, FlagOp::Sub, &shifted_sum, &sign);
                         let q = Expr::binary(BinOp::Sub, shifted_sum, sign.clone());
                         fx.push(Effect::Reg {

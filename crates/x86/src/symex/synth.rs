@@ -943,7 +943,7 @@ fn divide_matches(
 fn division_relation(m: &MagicMatch, part: MagicPart) -> Relation {
     let width = m.width();
     match m.form {
-        MagicForm::SignedImulAdd { .. } => Relation::SignedDivision { width, part },
+        MagicForm::SignedImulAdd => Relation::SignedDivision { width, part },
         _ => Relation::UnsignedDivision { width, part },
     }
 }
@@ -1087,7 +1087,7 @@ fn synthesize_divide(
     let mut prefix = m1.inputs_from;
     let (dividend, fixup) = match (m1.form, m1.fixup) {
         // The signed form multiplies the 32-bit dividend sign-extended (the matcher checked).
-        (MagicForm::SignedImulAdd { .. }, _) => (
+        (MagicForm::SignedImulAdd, _) => (
             divide_input(block, &m1, m1.dividend, Width::W32, &mut save, &mut prefix)?,
             None,
         ),
@@ -1117,9 +1117,7 @@ fn synthesize_divide(
     };
     let flags = match m1.form {
         MagicForm::Mul { shifted: false } => FlagSet::of(&[Flag::Cf, Flag::Of]),
-        MagicForm::ImulImmediateAdd { shifted: false, .. } | MagicForm::SignedImulAdd { .. } => {
-            FlagSet::ARITHMETIC
-        }
+        MagicForm::SignedImulAdd => FlagSet::ARITHMETIC,
         _ => FlagSet::of(&[Flag::Cf, Flag::Pf, Flag::Zf, Flag::Sf]),
     };
     let last = &block[m1.end - 1];
