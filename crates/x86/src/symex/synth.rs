@@ -1050,9 +1050,7 @@ fn reloaded(
     for (k, insn) in block.iter().enumerate().take(m.end).skip(m.start) {
         let fx = sem::effects(insn)?;
         if fx.iter().any(|e| matches!(e, sem::Effect::Store { .. })) {
-            return unsupported(
-                "the division sequence stores to memory after loading its dividend",
-            );
+            return unsupported("the division sequence that loads its dividend stores to memory");
         }
         if k > at && address_regs(&addr).any(|r| sem::written_gprs(&fx).contains(&r)) {
             return unsupported("the division sequence changes the address of its dividend");
