@@ -1564,6 +1564,34 @@ fn unsupported_seeds_name_the_instruction() {
         e.contains("no relation") && e.contains("mov $1,%eax"),
         "{e}"
     );
+    // A dividend loaded inside the division sequence is read again at the post-probe only if
+    // nothing else sees the first load and nothing stores in between.
+    let e = err(
+        |a, v, _| {
+            let (m, s) =
+                magic::check_form(v, Width::W64, MagicForm::Mul { shifted: true }).unwrap();
+            a.mov(rax, m)?;
+            a.mov(rdx, qword_ptr(rbx))?;
+            a.mov(rcx, rdx)?;
+            a.mul(rdx)?;
+            a.shr(rdx, s as i32)
+        },
+        [10, 12, 6],
+    );
+    assert!(e.contains("used besides the multiply"), "{e}");
+    let e = err(
+        |a, v, _| {
+            let (m, s) =
+                magic::check_form(v, Width::W64, MagicForm::Mul { shifted: true }).unwrap();
+            a.mov(rax, m)?;
+            a.mov(rdx, qword_ptr(rbx))?;
+            a.mov(qword_ptr(rbx + 8), rsi)?;
+            a.mul(rdx)?;
+            a.shr(rdx, s as i32)
+        },
+        [10, 12, 6],
+    );
+    assert!(e.contains("stores to memory"), "{e}");
     // A consumer reading the overflow flag of a multi-bit shift cannot be served.
     let e = err(
         |a, v, _| {
