@@ -28,7 +28,9 @@ use kernelx_kbuild::{
     ChangeSummary, Discovery, Progress, SourceTree, VariantOptions, VariantSet, closer_values,
     discover,
 };
-use kernelx_plan::{LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind};
+use kernelx_plan::{
+    LineRange, Site, TunablePlan, TunableRange, TunableSource, UncoveredKind, magic,
+};
 use kernelx_spec::Tunable;
 use kernelx_x86::symex::{
     Gpr, RegOperand, RegOperandExt, SeedContext, SeedVersion, SymexError, synthesize_with_live_out,
@@ -105,7 +107,8 @@ pub fn analyze<'t>(
                 .filter(|_| dropped.len() < VALUE_RETRIES)
                 .zip(truncated)
                 .and_then(|(ty, (failed, why))| {
-                    closer_values(ty, set.values, failed).map(|c| (c, why))
+                    closer_values(ty, set.values, failed, &same_code_as(set.values[0]))
+                        .map(|c| (c, why))
                 });
             let Some(((values, how), why)) = closer else {
                 return planned;
@@ -121,7 +124,14 @@ pub fn analyze<'t>(
         };
         let closer = picked
             .filter(|_| dropped.len() < VALUE_RETRIES && diffed.code_effects.iter().all(|e| e.form))
-            .and_then(|ty| closer_values(ty, set.values, diffed.failed_builds()));
+            .and_then(|ty| {
+                closer_values(
+                    ty,
+                    set.values,
+                    diffed.failed_builds(),
+                    &same_code_as(set.values[0]),
+                )
+            });
         let Some((values, how)) = closer else {
             return Err(diffed.uncovered_code(tunable, set.values, dropped));
         };
@@ -170,6 +180,14 @@ fn truncated_values(error: &AnalyzeError, values: [i64; 3]) -> Option<([bool; 2]
             if listed.len() == 1 { "it" } else { "them" },
         ),
     ))
+}
+
+/// Which replacement probe values can compile to V1's instructions: a divisor whose magic
+/// multiplier needs the add fix-up keeps it only for values of the same shape (doubling and
+/// halving always lose it); any value otherwise.
+fn same_code_as(v1: i64) -> impl Fn(i64) -> bool {
+    let division = magic::needs_add_fixup(v1);
+    move |v| !division || magic::same_division_shape(v1, v)
 }
 
 /// Discovers the affected units, checks the exclusions against them, and builds.

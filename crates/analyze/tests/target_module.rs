@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use kernelx_analyze::{AnalyzeError, AnalyzeOptions, analyze, kernel_identity, render_report};
 use kernelx_kbuild::{BuiltUnits, Cache, ModuleTree, NoProgress, Toolchain, VariantOptions};
 use kernelx_plan::{
-    CombineOp, CompareOp, ModuleIdentity, Plan, Relation, SynthesisKind, TunablePlan, Update, Width,
+    BoundReason, CombineOp, CompareOp, MagicForm, MagicMismatch, MagicPart, ModuleIdentity, Plan,
+    Relation, SynthesisKind, TunablePlan, Update, Width,
 };
 use kernelx_spec::Tunable;
 
@@ -33,92 +34,137 @@ enum Form {
     Combine(CombineOp),
     /// `cmp`/`test` at this width.
     Compare(CompareOp, Width),
+    /// A magic division sequence, recomputed whole.
+    Divide(MagicForm),
 }
 
-/// What the analysis gives for a constant today.
-enum Expected {
-    /// A plan: the form and relation of its sites, in site order (the README gives where).
-    Plan(&'static [(Form, Relation)]),
-    /// No plan, and why (a phrase of the error). Each is listed in the report of the change
-    /// that added this test; none of them is the README being wrong.
-    Fails(&'static str),
-}
+/// The form and relation of a constant's sites, in site order (the README gives where).
+type Expected = &'static [(Form, Relation)];
 
 const V: Relation = Relation::Affine { a: 1, b: 0 };
 const V_MINUS_1: Relation = Relation::Affine { a: 1, b: -1 };
+const U64_MULTIPLIER: Relation = Relation::UnsignedDivision {
+    width: Width::W64,
+    part: MagicPart::Multiplier,
+};
+const U64_SHIFT: Relation = Relation::UnsignedDivision {
+    width: Width::W64,
+    part: MagicPart::Shift,
+};
+const U32_MULTIPLIER: Relation = Relation::UnsignedDivision {
+    width: Width::W32,
+    part: MagicPart::Multiplier,
+};
+const U32_SHIFT: Relation = Relation::UnsignedDivision {
+    width: Width::W32,
+    part: MagicPart::Shift,
+};
+const MOD_FORM: MagicForm = MagicForm::ImulImmediateAdd { into_high: false };
+const S32_MULTIPLIER: Relation = Relation::SignedDivision {
+    width: Width::W32,
+    part: MagicPart::Multiplier,
+};
+const S32_SHIFT: Relation = Relation::SignedDivision {
+    width: Width::W32,
+    part: MagicPart::Shift,
+};
 
 /// The form of every constant's sites, from the README's "form" column.
 fn expectations() -> Vec<(&'static str, Expected)> {
     use CombineOp::*;
-    use Expected::{Fails, Plan};
     vec![
-        ("KX_TARGET_IMM_REG", Plan(&[(Form::Load, V)])),
-        ("KX_TARGET_IMM_REG64", Plan(&[(Form::Load, V)])),
-        ("KX_TARGET_IMM_ARG", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_IMM_REG", &[(Form::Load, V)]),
+        ("KX_TARGET_IMM_REG64", &[(Form::Load, V)]),
+        ("KX_TARGET_IMM_ARG", &[(Form::Load, V)]),
         // `movb $0xa7,kx_target_bytes(%rax)`. kbuild's probe value V2 = 2 * 0xa7 = 334 does
         // not fit the byte: gcc stores its low byte, 0x4e, and no relation fits. The analysis
         // drops it for V1 + V1/2 = 250 (a warning in the plan says so): IV = V, unsigned.
-        ("KX_TARGET_STORE8", Plan(&[(Form::Load, V)])),
+        ("KX_TARGET_STORE8", &[(Form::Load, V)]),
         // `mov $0xffffbeef,%ecx`, then `mov %cx,(%rdx,%rax,2)`, then the return: the immediate
         // is V sign-extended from 16 bits, and only %cx is read before %rcx dies. The relation
         // is fitted to the low 16 bits (IV = V) and the update writes %cx. V2 = 97758 does not
         // fit them: dropped for 73318, which does not either, then for 61098.
-        ("KX_TARGET_STORE16", Plan(&[(Form::Load, V)])),
-        ("KX_TARGET_STORE32", Plan(&[(Form::Load, V)])),
-        ("KX_TARGET_STORE64", Plan(&[(Form::Load, V)])),
-        ("KX_TARGET_PCPU", Plan(&[(Form::Load, V)])),
-        ("KX_TARGET_ADD", Plan(&[(Form::Combine(Add), V)])),
-        ("KX_TARGET_SUB", Plan(&[(Form::Combine(Sub), V)])),
-        ("KX_TARGET_LEA", Plan(&[(Form::Combine(Lea), V)])),
-        ("KX_TARGET_IMUL", Plan(&[(Form::Combine(Imul), V)])),
-        ("KX_TARGET_SHL", Plan(&[(Form::Combine(Shl), V)])),
-        ("KX_TARGET_SHR", Plan(&[(Form::Combine(Shr), V)])),
-        ("KX_TARGET_SAR", Plan(&[(Form::Combine(Sar), V)])),
-        ("KX_TARGET_AND", Plan(&[(Form::Combine(And), V)])),
-        ("KX_TARGET_OR", Plan(&[(Form::Combine(Or), V)])),
-        ("KX_TARGET_XOR", Plan(&[(Form::Combine(Xor), V)])),
+        ("KX_TARGET_STORE16", &[(Form::Load, V)]),
+        ("KX_TARGET_STORE32", &[(Form::Load, V)]),
+        ("KX_TARGET_STORE64", &[(Form::Load, V)]),
+        ("KX_TARGET_PCPU", &[(Form::Load, V)]),
+        ("KX_TARGET_ADD", &[(Form::Combine(Add), V)]),
+        ("KX_TARGET_SUB", &[(Form::Combine(Sub), V)]),
+        ("KX_TARGET_LEA", &[(Form::Combine(Lea), V)]),
+        ("KX_TARGET_IMUL", &[(Form::Combine(Imul), V)]),
+        ("KX_TARGET_SHL", &[(Form::Combine(Shl), V)]),
+        ("KX_TARGET_SHR", &[(Form::Combine(Shr), V)]),
+        ("KX_TARGET_SAR", &[(Form::Combine(Sar), V)]),
+        ("KX_TARGET_AND", &[(Form::Combine(And), V)]),
+        ("KX_TARGET_OR", &[(Form::Combine(Or), V)]),
+        ("KX_TARGET_XOR", &[(Form::Combine(Xor), V)]),
         // KernelX's first probe value V2 = 2 * 0x9c = 312 is above any u8, so gcc folds
         // `(u8)x > 312` to 0 and the compare vanishes; the analysis drops it for 234 (a
         // warning in the plan says so) and the 8-bit compare remains.
         (
             "KX_TARGET_CMP8",
-            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W8), V)]),
+            &[(Form::Compare(CompareOp::Cmp, Width::W8), V)],
         ),
         (
             "KX_TARGET_CMP16",
-            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W16), V)]),
+            &[(Form::Compare(CompareOp::Cmp, Width::W16), V)],
         ),
         (
             "KX_TARGET_CMP32",
-            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W32), V_MINUS_1)]),
+            &[(Form::Compare(CompareOp::Cmp, Width::W32), V_MINUS_1)],
         ),
         (
             "KX_TARGET_CMP64",
-            Plan(&[(Form::Compare(CompareOp::Cmp, Width::W64), V_MINUS_1)]),
+            &[(Form::Compare(CompareOp::Cmp, Width::W64), V_MINUS_1)],
         ),
         (
             "KX_TARGET_TEST",
-            Plan(&[(Form::Compare(CompareOp::Test, Width::W32), V)]),
+            &[(Form::Compare(CompareOp::Test, Width::W32), V)],
         ),
         // `movabs $M,%rax; mov (%rdi),%rdx; mul %rdx; mov %rdx,%rax; shr $2,%rax`: the
-        // dividend load sits between the multiplier and the `mul`, which the magic-division
-        // matcher (`movabs` directly followed by `mul`) does not recognise, and `mul %rdx`
-        // overwrites the dividend, so a post-probe could not recompute the quotient without
-        // saving it first.
-        ("KX_TARGET_DIV", Fails("no relation IV = f(V) fits")),
-        // V2 = 2018 and V3 = 504 are even: gcc drops the 33-bit magic's fix-up for them
-        // (the README's note), so the instruction sequence changes. Whether the magic needs
-        // the fix-up depends on the divisor, and every value the retries step to (1513, 1261,
-        // 1010) changes the sequence too.
-        ("KX_TARGET_MOD", Fails("instructions_changed")),
-        // Signed division: V3 = 3 changes the sign fix-up sequence; SIE has no signed magic
-        // division either.
-        ("KX_TARGET_SDIV", Fails("instructions_changed")),
+        // dividend is loaded between the multiplier and the `mul`, which destroys it; the
+        // update reads it from `(%rdi)` again. The multiplier (+0x9) and the shift (+0x1c)
+        // are two seeds of the one sequence.
+        (
+            "KX_TARGET_DIV",
+            &[
+                (
+                    Form::Divide(MagicForm::Mul { shifted: true }),
+                    U64_MULTIPLIER,
+                ),
+                (Form::Divide(MagicForm::Mul { shifted: true }), U64_SHIFT),
+            ],
+        ),
+        // `imul $0x3ce4585,%rcx,%rcx; shr $0x20,%rcx; sub %ecx,%edx; shr %edx; add %ecx,%edx;
+        // shr $0x9,%edx`, then `imul $0x3f1,%edx,%edx; sub %edx,%eax`: the 33-bit magic's
+        // add fix-up, which only odd divisors whose multiplier needs 33 bits have. KernelX's
+        // first probe values (2018, 504) are even and lose it; the retry picks values of the
+        // same shape, and `set` refuses V' of another.
+        (
+            "KX_TARGET_MOD",
+            &[
+                (Form::Divide(MOD_FORM), U32_MULTIPLIER),
+                (Form::Divide(MOD_FORM), U32_SHIFT),
+                (Form::Combine(Imul), V),
+            ],
+        ),
+        // `movslq %edx,%rax; imul $-0x6db6db6d,%rax,%rax; shr $0x20,%rax; add %edx,%eax;
+        // sar $0x1f,%edx; sar $0x2,%eax; sub %edx,%eax`: signed division whose multiplier
+        // (0x92492493) is negative as an imm32, hence the `add` of the dividend. V3 = 3 has a
+        // multiplier below 2^31 and no `add`; the retry picks 31, which keeps the sequence.
+        // `sar $0x2` is the second seed; `sar $0x1f` (the sign) does not depend on V.
+        (
+            "KX_TARGET_SDIV",
+            &[
+                (Form::Divide(MagicForm::SignedImulAdd), S32_MULTIPLIER),
+                (Form::Divide(MagicForm::SignedImulAdd), S32_SHIFT),
+            ],
+        ),
         (
             "KX_TARGET_SHARED",
-            Plan(&[(Form::Load, V), (Form::Load, V), (Form::Combine(Add), V)]),
+            &[(Form::Load, V), (Form::Load, V), (Form::Combine(Add), V)],
         ),
-        ("KX_TARGET_BLOCK", Plan(&[(Form::Combine(Add), V)])),
+        ("KX_TARGET_BLOCK", &[(Form::Combine(Add), V)]),
     ]
 }
 
@@ -149,6 +195,43 @@ fn obvious_ranges() -> BTreeMap<&'static str, (i64, i64)> {
         ("KX_TARGET_CMP64", (1, 1 << 31)),
         // `test $IV,%eax`: a u32 mask.
         ("KX_TARGET_TEST", (0, u32::MAX as i64)),
+        // Divisors: not 0; the shape restriction below does the rest.
+        ("KX_TARGET_DIV", (1, i64::MAX)),
+        // The 32-bit division's divisors below 2^31 (larger ones compile to a compare).
+        ("KX_TARGET_MOD", (1, i32::MAX as i64)),
+        ("KX_TARGET_SDIV", (1, i32::MAX as i64)),
+    ])
+}
+
+/// V' that compile to a division site's sequence, and V' of another shape with the reason.
+type DivisionShapes = (&'static [i64], &'static [(i64, MagicMismatch)]);
+
+/// Divisions: V' that compile to the site's sequence (accepted) and V' of another shape,
+/// refused with the reason, by the plan's range.
+fn division_shapes() -> BTreeMap<&'static str, DivisionShapes> {
+    use MagicMismatch::*;
+    BTreeMap::from([
+        (
+            "KX_TARGET_DIV",
+            (
+                &[3, 10, 12, 13, 26][..],
+                &[(7, AddFixup), (1000, PreShift), (16, PowerOfTwo)][..],
+            ),
+        ),
+        (
+            "KX_TARGET_MOD",
+            (
+                &[7, 1009][..],
+                &[(2018, PreShift), (10, NoAddFixup), (19, MultiplierTooWide)][..],
+            ),
+        ),
+        (
+            "KX_TARGET_SDIV",
+            (
+                &[7, 14, 31][..],
+                &[(3, NoAddFixup), (8, PowerOfTwo), (33, NoAddFixup)][..],
+            ),
+        ),
     ])
 }
 
@@ -338,12 +421,13 @@ fn check_plan(
             Update::Load { .. } => Some(Form::Load),
             Update::Combine { op, .. } => Some(Form::Combine(op)),
             Update::Compare { op, width, .. } => Some(Form::Compare(op, width)),
-            Update::Divide { .. } => None,
+            Update::Divide { form, .. } => Some(Form::Divide(form)),
         };
         let kind = match form {
             Form::Load => SynthesisKind::ImmediateLoad,
             Form::Combine(_) => SynthesisKind::Combine,
             Form::Compare(..) => SynthesisKind::Compare,
+            Form::Divide(_) => SynthesisKind::Folded,
         };
         if got_form != Some(form) || site.recipe.kind != kind {
             problems.push(format!(
@@ -370,6 +454,30 @@ fn check_plan(
             plan.sites.len(),
             forms.len()
         ));
+    }
+    problems
+}
+
+/// The mismatches between a division plan's range and the shapes it must accept and refuse.
+fn check_shapes(
+    constant: &str,
+    plan: &TunablePlan,
+    accepted: &[i64],
+    refused: &[(i64, MagicMismatch)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &v in accepted {
+        if let Err(e) = plan.range.check(v) {
+            problems.push(format!("{constant}: V' = {v} must be accepted: {e}"));
+        }
+    }
+    for &(v, mismatch) in refused {
+        match plan.range.check(v) {
+            Err(e) if e.reason == BoundReason::MagicShape { mismatch } => {}
+            other => problems.push(format!(
+                "{constant}: V' = {v} must be refused ({mismatch}), got {other:?}"
+            )),
+        }
     }
     problems
 }
@@ -418,8 +526,8 @@ fn lab_tree_target_module_constants_match_the_readme() {
         let tunable = Tunable::from_macro_name(constant).expect("a macro name");
         let outcome: Result<TunablePlan, AnalyzeError> =
             analyze(&lab.module, &tunable, &lab.options, &NoProgress);
-        match (expected, outcome) {
-            (Expected::Plan(forms), Ok(plan)) => {
+        match outcome {
+            Ok(plan) => {
                 eprint!("{}", render_report(&plan));
                 if let Some(&(min, max)) = obvious_ranges().get(constant)
                     && (plan.range.min, plan.range.max) != (min, max)
@@ -432,32 +540,19 @@ fn lab_tree_target_module_constants_match_the_readme() {
                 problems.extend(check_plan(
                     constant,
                     &plan,
-                    forms,
+                    expected,
                     &functions[*constant],
                     &offsets,
                 ));
+                if let Some((accepted, refused)) = division_shapes().get(constant) {
+                    problems.extend(check_shapes(constant, &plan, accepted, refused));
+                }
                 let json = Plan::new(kernel.clone(), vec![plan])
                     .to_json()
                     .expect("a valid plan");
                 problems.extend(check_golden_text(&format!("{constant}.plan.json"), &json));
             }
-            (Expected::Plan(_), Err(e)) => problems.push(format!("{constant}: no plan: {e}")),
-            (Expected::Fails(phrase), Ok(plan)) => problems.push(format!(
-                "{constant}: expected a failure ({phrase}), got a plan; update the test:\n{}",
-                render_report(&plan)
-            )),
-            (Expected::Fails(phrase), Err(e)) => {
-                let text = e.to_string();
-                if !text.contains(phrase) {
-                    problems.push(format!(
-                        "{constant}: the failure does not say {phrase:?}: {text}"
-                    ));
-                }
-                problems.extend(check_golden_text(
-                    &format!("{constant}.err"),
-                    &format!("{text}\n"),
-                ));
-            }
+            Err(e) => problems.push(format!("{constant}: no plan: {e}")),
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));

@@ -362,11 +362,15 @@ pub fn pick_values(v1: IntValue) -> Result<([i64; 3], String), &'static str> {
 /// multiplication that is no longer a shift). Each replacement stays on the same side of V1
 /// and moves towards it, one rung at a time: `V1 ± |V1|`, `V1 ± |V1|/2`, `V1 ± |V1|/4`,
 /// `V1 ± 1`, keeping what [`pick_values`] keeps (V1's C type, nonzero, distinct from V1 and
-/// from the other value). The reason names each replacement, for the plan's warnings.
+/// from the other value) and satisfying `keep` (the caller's rule for values that compile to
+/// the same instructions as V1): from a rung that `keep` refuses, the nearest value between
+/// it and V1 that it accepts, and when it refuses all of those, the value nearest V1 on
+/// either side that it accepts. The reason names each replacement, for the plan's warnings.
 pub fn closer_values(
     ty: IntType,
     values: [i64; 3],
     failed: [bool; 2],
+    keep: &dyn Fn(i64) -> bool,
 ) -> Option<([i64; 3], String)> {
     let v1 = i128::from(values[0]);
     let mut next = values;
@@ -379,7 +383,14 @@ pub fn closer_values(
         let other = i128::from(next[3 - slot]);
         let up = dropped > v1;
         let magnitude = v1.abs();
-        let replacement = [
+        let fits = |c: i128| ty.holds(c) && c != 0 && c != other && i64::try_from(c).is_ok();
+        let refused = std::cell::Cell::new(false);
+        let acceptable = |c: i128| {
+            let kept = fits(c) && keep(c as i64);
+            refused.set(refused.get() || (fits(c) && !kept));
+            kept
+        };
+        let towards = [
             (magnitude, "|V1|"),
             (magnitude / 2, "|V1|/2"),
             (magnitude / 4, "|V1|/4"),
@@ -387,15 +398,32 @@ pub fn closer_values(
         ]
         .into_iter()
         .filter(|&(step, _)| step > 0 && step < (dropped - v1).abs())
-        .map(|(step, how)| (if up { v1 + step } else { v1 - step }, how))
-        .find(|&(c, _)| ty.holds(c) && c != 0 && c != other && i64::try_from(c).is_ok())?;
-        let (value, how) = replacement;
+        .find_map(|(step, how)| {
+            // From the rung towards V1, nearest to the rung first.
+            let c = (step.saturating_sub(MAX_KEEP_SCAN).max(1)..=step)
+                .rev()
+                .map(|s| if up { v1 + s } else { v1 - s })
+                .find(|&c| acceptable(c))?;
+            let sign = if up { '+' } else { '-' };
+            let how = if (c - v1).abs() == step {
+                format!("V1 {sign} {how}")
+            } else {
+                format!("V1 {sign} about {how}")
+            };
+            Some((c, how))
+        });
+        // `keep` refused every value on this side: the value nearest V1 it accepts, on
+        // either side (not one that was just dropped).
+        let (value, how) = match towards {
+            Some(found) => found,
+            None if refused.get() => (1..=MAX_KEEP_SCAN)
+                .flat_map(|d| [v1 - d, v1 + d])
+                .find(|&c| c != dropped && acceptable(c))
+                .map(|c| (c, "the nearest value to V1 that keeps its code".to_owned()))?,
+            None => return None,
+        };
         next[slot] = value as i64;
-        reasons.push(format!(
-            "V{} = V1 {} {how} = {value}",
-            slot + 1,
-            if up { '+' } else { '-' }
-        ));
+        reasons.push(format!("V{} = {how} = {value}", slot + 1));
     }
     if reasons.is_empty() {
         return None;
@@ -409,6 +437,9 @@ pub fn closer_values(
         ),
     ))
 }
+
+/// How far [`closer_values`] looks from a rung for a value `keep` accepts.
+const MAX_KEEP_SCAN: i128 = 1 << 16;
 
 /// Directories whose definitions never reach this architecture's build.
 fn foreign_arch(path: &str, arch: &str) -> bool {
@@ -702,13 +733,13 @@ mod tests {
         // BLK_MAX_REQUEST_COUNT: 64 changes an instruction's form, 16 does not.
         let mut values = [32, 64, 16];
         let mut ladder = Vec::new();
-        while let Some((next, reason)) = closer_values(int, values, [true, false]) {
+        while let Some((next, reason)) = closer_values(int, values, [true, false], &|_| true) {
             assert_eq!(next[2], 16, "{reason}");
             ladder.push(next[1]);
             values = next;
         }
         assert_eq!(ladder, [48, 40, 33]);
-        let (next, reason) = closer_values(int, [32, 64, 16], [true, false]).unwrap();
+        let (next, reason) = closer_values(int, [32, 64, 16], [true, false], &|_| true).unwrap();
         assert_eq!(next, [32, 48, 16]);
         assert_eq!(
             reason,
@@ -717,7 +748,7 @@ mod tests {
 
         let mut values = [32, 64, 16];
         let mut ladder = Vec::new();
-        while let Some((next, _)) = closer_values(int, values, [true, true]) {
+        while let Some((next, _)) = closer_values(int, values, [true, true], &|_| true) {
             ladder.push((next[1], next[2]));
             values = next;
         }
@@ -727,18 +758,31 @@ mod tests {
 
         // Below zero the sides keep their meaning: -16 is further from -8 than -12.
         assert_eq!(
-            closer_values(int, [-8, -16, -4], [true, true]).unwrap().0,
+            closer_values(int, [-8, -16, -4], [true, true], &|_| true)
+                .unwrap()
+                .0,
             [-8, -12, -6]
         );
         // V1 = 1: 2 is its closest neighbour above; 3 can move to 2 only if V2 is not 2.
-        assert_eq!(closer_values(int, [1, 2, 3], [true, false]), None);
-        assert_eq!(closer_values(int, [1, 2, 3], [false, true]), None);
         assert_eq!(
-            closer_values(int, [1, 3, 0x10], [false, true]).unwrap().0,
+            closer_values(int, [1, 2, 3], [true, false], &|_| true),
+            None
+        );
+        assert_eq!(
+            closer_values(int, [1, 2, 3], [false, true], &|_| true),
+            None
+        );
+        assert_eq!(
+            closer_values(int, [1, 3, 0x10], [false, true], &|_| true)
+                .unwrap()
+                .0,
             [1, 3, 2]
         );
         // Nothing failed: nothing to replace.
-        assert_eq!(closer_values(int, [32, 64, 16], [false, false]), None);
+        assert_eq!(
+            closer_values(int, [32, 64, 16], [false, false], &|_| true),
+            None
+        );
     }
 
     #[test]
@@ -746,19 +790,47 @@ mod tests {
         let uint = cexpr::evaluate("0xffffffffU").unwrap().ty;
         // Every rung above V1 overflows the type, so V2 cannot move.
         assert_eq!(
-            closer_values(uint, [0xffff_fffe, 0xffff_ffff, 0x7fff_ffff], [true, false]),
+            closer_values(
+                uint,
+                [0xffff_fffe, 0xffff_ffff, 0x7fff_ffff],
+                [true, false],
+                &|_| true
+            ),
             None
         );
         // V1 = 4: V3 = 2 fails; 3 (V1 - 1) is the only rung left, and V2 = 3 would collide.
-        assert_eq!(closer_values(IntType::INT, [4, 3, 2], [false, true]), None);
         assert_eq!(
-            closer_values(IntType::INT, [4, 8, 2], [false, true])
+            closer_values(IntType::INT, [4, 3, 2], [false, true], &|_| true),
+            None
+        );
+        assert_eq!(
+            closer_values(IntType::INT, [4, 8, 2], [false, true], &|_| true)
                 .unwrap()
                 .0,
             [4, 8, 3]
         );
         // A rung that reaches zero is skipped: V1 = 2, V3 = 1 is already the closest.
-        assert_eq!(closer_values(IntType::INT, [2, 4, 1], [false, true]), None);
+        assert_eq!(
+            closer_values(IntType::INT, [2, 4, 1], [false, true], &|_| true),
+            None
+        );
+    }
+
+    #[test]
+    fn closer_values_move_off_rungs_the_caller_refuses() {
+        let int = IntType::INT;
+        let ends_in_1 = |v: i64| v % 10 == 1;
+        // V1 + |V1|/2 = 1513 and V1 - |V1|/2 = 505 are refused: the nearest accepted values
+        // between each rung and V1.
+        let (next, reason) = closer_values(int, [1009, 2018, 504], [true, true], &ends_in_1)
+            .expect("accepted values");
+        assert_eq!(next, [1009, 1511, 511]);
+        assert!(reason.contains("V2 = V1 + about |V1|/2 = 1511"), "{reason}");
+        // Nothing accepted between V1 and the rungs: no replacement.
+        assert_eq!(
+            closer_values(int, [4, 8, 2], [true, false], &|_| false),
+            None
+        );
     }
 
     fn index_of(dir: &Path, name: &str) -> TreeIndex {

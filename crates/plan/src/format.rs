@@ -69,7 +69,9 @@
 //!     (`reason` and its details, as in a recipe's range).
 //!   * `restrictions`: further conditions inside `[min, max]`, one per site that has one:
 //!     `site` and the fields of a [`Restriction`] (`only`: `power_of_two`,
-//!     `unsigned_magic` with `width` and `form`). Omitted when there are none.
+//!     `unsigned_magic` with `width` and `form`: V' must compile to that magic division
+//!     sequence, which for `form` `signed_imul_add` is a signed division). Omitted when there
+//!     are none.
 //! * `sites`: every critical span the constant reaches machine code in ([`Site`], below), in
 //!   unit, function and offset order. A tunable loads all of them or none.
 //! * `safe_spans`: the safe spans of the sites ([`SafeSpan`], below).

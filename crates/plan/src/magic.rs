@@ -1,4 +1,4 @@
-//! Unsigned division by a constant compiled to a multiply by a "magic" reciprocal.
+//! Division by a constant compiled to a multiply by a "magic" reciprocal.
 //!
 //! For `x / d` with `x` an n-bit unsigned value, compilers (GCC's `expand_divmod`, LLVM's
 //! `UnsignedDivisionByConstantInfo`) use the Granlund-Montgomery construction (PLDI 1994, also
@@ -6,9 +6,11 @@
 //! `m = floor((2^(n+l) + 2^(n+l-prec)) / d)` reduced while both bounds stay distinct, and
 //! compute `q = mulhi(x, m) >> s`. When `m` needs n+1 bits, an even `d` is pre-shifted and an
 //! odd one gets the add-fixup sequence. [`unsigned_division`] recomputes the shape and
-//! constants for any `d`; [`check_form`] says whether a divisor keeps the exact instruction
-//! sequence a site was compiled to, and gives the multiplier and shift a runtime writes for
-//! V'. Recognising those sequences in machine code is the analysis' part (`kernelx-x86`).
+//! constants for any `d`, [`signed_multiplier`] those of a signed `x / d` (the same
+//! construction at n-1 bits of precision; a multiplier of n bits adds the dividend back);
+//! [`check_form`] says whether a divisor keeps the exact instruction sequence a site was
+//! compiled to, and gives the multiplier and shift a runtime writes for V';
+//! [`same_division_shape`] is the rule KernelX picks probe values by. Recognising those sequences in machine code is the analysis' part (`kernelx-x86`).
 
 use std::fmt;
 
@@ -125,11 +127,27 @@ pub enum MagicForm {
     /// 32-bit `x / d`: `mov $m,%temp32 ; imul %temp,%dest ; shr $(32+s),%dest`
     /// (`m >= 2^31` does not fit a sign-extended imm32).
     ImulRegister,
-    /// 64-bit `x / d`: `movabs $m,%rax ; mul %src ; [mov %rdx,%dest] ; [shr $s,%dest]`.
+    /// 64-bit `x / d`: `movabs $m,%rax ; [mov mem,%src] ; mul %src ; [mov %rdx,%dest] ;
+    /// [shr $s,%dest]` (the dividend may be loaded between the multiplier and the `mul`).
     Mul {
         /// Whether the sequence ends with a shift (post-shift > 0).
         shifted: bool,
     },
+    /// 32-bit `x / d` whose multiplier needs 33 bits (odd `d`): `imul $m,%src,%hi ;
+    /// shr $32,%hi ; sub %hi32,%x32 ; shr %x32 ; add %hi32,%x32 ; shr $(s-1),%x32`, `m` the
+    /// low 32 bits of the multiplier (below 2^31, a sign-extended imm32) and `%src`, `%x` both
+    /// holding the dividend. With `into_high`, the sum goes to the high half's register
+    /// instead: `add %x32,%hi32 ; shr $(s-1),%hi32`. (No such divisor has s = 1, so the last
+    /// shift is always there.)
+    ImulImmediateAdd {
+        /// Whether the `add` (and the final shift) write `%hi` rather than `%x`.
+        into_high: bool,
+    },
+    /// Signed 32-bit `x / d`, `d > 0`, whose multiplier needs 32 bits (it is negative as a
+    /// signed imm32): `movslq %x32,%src ; imul $m,%src,%dest ; shr $32,%dest ;
+    /// add %x32,%dest32 ; sar $31,%x32 ; sar $s,%dest32 ; sub %x32,%dest32` (the two `sar`
+    /// in either order; such a multiplier needs d > 2, so s > 0).
+    SignedImulAdd,
 }
 
 impl fmt::Display for MagicForm {
@@ -139,6 +157,8 @@ impl fmt::Display for MagicForm {
             MagicForm::ImulRegister => "mov $m; imul; shr",
             MagicForm::Mul { shifted: true } => "movabs $m; mul; shr",
             MagicForm::Mul { shifted: false } => "movabs $m; mul",
+            MagicForm::ImulImmediateAdd { .. } => "imul $m; shr; sub; shr; add; shr",
+            MagicForm::SignedImulAdd => "imul $m; shr; add; sar; sar; sub",
         })
     }
 }
@@ -159,12 +179,16 @@ pub enum MagicMismatch {
     PreShift,
     /// The multiplier needs n+1 bits: the add-fixup sequence.
     AddFixup,
+    /// The multiplier fits n bits: no add-fixup sequence.
+    NoAddFixup,
     /// The multiplier does not fit the sign-extended 32-bit immediate.
     MultiplierTooWide,
     /// The multiplier would fit an immediate: the compiler would not load it into a register.
     MultiplierFitsImmediate,
     /// The post-shift would be zero (no `shr`) or non-zero (a `shr`), unlike the site.
     ShiftPresence,
+    /// A negative divisor: signed division negates the quotient (other instructions).
+    Negative,
 }
 
 impl fmt::Display for MagicMismatch {
@@ -176,9 +200,13 @@ impl fmt::Display for MagicMismatch {
             MagicMismatch::Compare => "a divisor of at least 2^(n-1) compiles to a compare",
             MagicMismatch::PreShift => "the multiplier needs a pre-shift of the dividend",
             MagicMismatch::AddFixup => "the multiplier needs n+1 bits (add-fixup sequence)",
+            MagicMismatch::NoAddFixup => {
+                "the multiplier fits n bits (no add-fixup sequence, unlike the site)"
+            }
             MagicMismatch::MultiplierTooWide => "the multiplier does not fit a sign-extended imm32",
             MagicMismatch::MultiplierFitsImmediate => "the multiplier would be an imul immediate",
             MagicMismatch::ShiftPresence => "the final shift would appear or disappear",
+            MagicMismatch::Negative => "a negative divisor compiles to a negated quotient",
         })
     }
 }
@@ -186,22 +214,35 @@ impl fmt::Display for MagicMismatch {
 /// The multiplier and total shift count a divisor gives in `form`, or why the compiler
 /// would emit something else.
 ///
-/// For the 32-bit forms the shift count is `32 + post_shift` (the shift of the 64-bit
-/// product); for [`MagicForm::Mul`] it is the post-shift.
+/// For the 32-bit plain forms the shift count is `32 + post_shift` (the shift of the 64-bit
+/// product); for [`MagicForm::Mul`] it is the post-shift; for [`MagicForm::ImulImmediateAdd`]
+/// it is `post_shift - 1` (the shift after the fix-up) and the multiplier is the low 32 bits.
 pub fn check_form(d: i64, width: Width, form: MagicForm) -> Result<(u64, u32), MagicMismatch> {
-    let d = u64::try_from(d).map_err(|_| MagicMismatch::NotADivisor)?;
     let wanted = match form {
-        MagicForm::ImulImmediate | MagicForm::ImulRegister => Width::W32,
+        MagicForm::ImulImmediate
+        | MagicForm::ImulRegister
+        | MagicForm::ImulImmediateAdd { .. }
+        | MagicForm::SignedImulAdd => Width::W32,
         MagicForm::Mul { .. } => Width::W64,
     };
     if width != wanted {
         return Err(MagicMismatch::NotADivisor);
     }
+    if form == MagicForm::SignedImulAdd {
+        return check_signed_add(d, width);
+    }
+    let d = u64::try_from(d).map_err(|_| MagicMismatch::NotADivisor)?;
     match unsigned_division(d, width).ok_or(MagicMismatch::NotADivisor)? {
-        UnsignedDivision::Identity => Err(MagicMismatch::One),
-        UnsignedDivision::Shift { .. } => Err(MagicMismatch::PowerOfTwo),
-        UnsignedDivision::Compare => Err(MagicMismatch::Compare),
-        UnsignedDivision::MultiplyAdd { .. } => Err(MagicMismatch::AddFixup),
+        UnsignedDivision::MultiplyAdd {
+            multiplier,
+            post_shift,
+        } => match form {
+            MagicForm::ImulImmediateAdd { .. } if multiplier >= 1 << 31 => {
+                Err(MagicMismatch::MultiplierTooWide)
+            }
+            MagicForm::ImulImmediateAdd { .. } => Ok((multiplier, post_shift - 1)),
+            _ => Err(MagicMismatch::AddFixup),
+        },
         UnsignedDivision::Multiply { pre_shift, .. } if pre_shift != 0 => {
             Err(MagicMismatch::PreShift)
         }
@@ -221,8 +262,150 @@ pub fn check_form(d: i64, width: Width, form: MagicForm) -> Result<(u64, u32), M
                 Err(MagicMismatch::ShiftPresence)
             }
             MagicForm::Mul { .. } => Ok((multiplier, post_shift)),
+            MagicForm::ImulImmediateAdd { .. } | MagicForm::SignedImulAdd => {
+                Err(MagicMismatch::NoAddFixup)
+            }
         },
+        other => Err(plain_mismatch(other)),
     }
+}
+
+/// The multiplier (n bits) and post-shift of a signed n-bit `x / d`, for `d` in 3..2^(n-1)
+/// not a power of two (GCC's `expand_divmod`: `choose_multiplier(d, n, n - 1)`). A
+/// multiplier of 2^(n-1) or more is negative as a signed n-bit value: the code adds the
+/// dividend to the high half of the product.
+pub fn signed_multiplier(d: u64, width: Width) -> Option<(u64, u32)> {
+    let n = width.bits();
+    if d < 3 || d.is_power_of_two() || d >= width.sign_bit() {
+        return None;
+    }
+    let (m, post_shift) = choose_multiplier(d, n, n - 1);
+    Some((u64::try_from(m).ok()? & width.mask(), post_shift))
+}
+
+fn check_signed_add(d: i64, width: Width) -> Result<(u64, u32), MagicMismatch> {
+    match d {
+        ..0 => return Err(MagicMismatch::Negative),
+        0 => return Err(MagicMismatch::NotADivisor),
+        1 => return Err(MagicMismatch::One),
+        _ => {}
+    }
+    let d = d as u64;
+    if d.is_power_of_two() {
+        return Err(MagicMismatch::PowerOfTwo);
+    }
+    if d >= width.sign_bit() {
+        return Err(MagicMismatch::Compare);
+    }
+    let (m, post_shift) = signed_multiplier(d, width).ok_or(MagicMismatch::NotADivisor)?;
+    if m < width.sign_bit() {
+        Err(MagicMismatch::NoAddFixup)
+    } else {
+        Ok((m, post_shift))
+    }
+}
+
+/// Why a divisor without a multiply (1, a power of two, a compare) does not fit a magic form.
+fn plain_mismatch(shape: UnsignedDivision) -> MagicMismatch {
+    match shape {
+        UnsignedDivision::Identity => MagicMismatch::One,
+        UnsignedDivision::Shift { .. } => MagicMismatch::PowerOfTwo,
+        _ => MagicMismatch::Compare,
+    }
+}
+
+/// Whether the compiler gives `b` the same division code as `a` wherever `a` needs an add
+/// fix-up (unsigned or signed division, 32 or 64 bits): the same kind of sequence, the
+/// multiplier as wide and the same shifts present. Doubling or halving always loses the
+/// unsigned fix-up (even divisors are pre-shifted instead), so KernelX picks its probe values
+/// by this rule for such `a` ([`needs_add_fixup`]).
+pub fn same_division_shape(a: i64, b: i64) -> bool {
+    [Width::W32, Width::W64].into_iter().all(|w| {
+        [unsigned_shape(a, w), signed_shape(a, w)]
+            .into_iter()
+            .zip([unsigned_shape(b, w), signed_shape(b, w)])
+            .all(|(sa, sb)| !sa.as_ref().is_some_and(Shape::has_fixup) || sa == sb)
+    })
+}
+
+/// Whether `d` needs the unsigned add fix-up (a multiplier of n+1 bits) at 32 or 64 bits.
+pub fn needs_add_fixup(d: i64) -> bool {
+    [Width::W32, Width::W64]
+        .into_iter()
+        .any(|w| matches!(unsigned_shape(d, w), Some(Shape::MultiplyAdd { .. })))
+}
+
+/// What of a division's code shape decides its instructions.
+#[derive(PartialEq, Eq)]
+enum Shape {
+    Identity,
+    Shift,
+    Compare,
+    Multiply {
+        fits_imm32: bool,
+        pre_shifted: bool,
+        post_shifted: bool,
+    },
+    MultiplyAdd {
+        fits_imm32: bool,
+        post_shifted: bool,
+    },
+    Signed {
+        add: bool,
+        post_shifted: bool,
+    },
+}
+
+impl Shape {
+    fn has_fixup(&self) -> bool {
+        matches!(
+            self,
+            Shape::MultiplyAdd { .. } | Shape::Signed { add: true, .. }
+        )
+    }
+}
+
+fn unsigned_shape(d: i64, width: Width) -> Option<Shape> {
+    let shape = unsigned_division(u64::try_from(d).ok()?, width)?;
+    let fits = |m: u64| m < 1 << 31;
+    Some(match shape {
+        UnsignedDivision::Identity => Shape::Identity,
+        UnsignedDivision::Shift { .. } => Shape::Shift,
+        UnsignedDivision::Compare => Shape::Compare,
+        UnsignedDivision::Multiply {
+            pre_shift,
+            multiplier,
+            post_shift,
+        } => Shape::Multiply {
+            fits_imm32: fits(multiplier),
+            pre_shifted: pre_shift > 0,
+            post_shifted: post_shift > 0,
+        },
+        UnsignedDivision::MultiplyAdd {
+            multiplier,
+            post_shift,
+        } => Shape::MultiplyAdd {
+            fits_imm32: fits(multiplier),
+            post_shifted: post_shift > 1,
+        },
+    })
+}
+
+/// Positive divisors only (negative ones negate the quotient).
+fn signed_shape(d: i64, width: Width) -> Option<Shape> {
+    let d = u64::try_from(d).ok().filter(|&d| d > 0)?;
+    Some(match d {
+        1 => Shape::Identity,
+        d if d.is_power_of_two() => Shape::Shift,
+        d if d >= width.sign_bit() => Shape::Compare,
+        d => {
+            let (m, post_shift) = signed_multiplier(d, width)?;
+            Shape::Signed {
+                add: m >= width.sign_bit(),
+                post_shifted: post_shift > 0,
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -359,5 +542,139 @@ mod tests {
             check_form(10, Width::W64, MagicForm::Mul { shifted: true }),
             Ok((0xcccc_cccc_cccc_cccd, 3))
         );
+    }
+
+    /// gcc-12 -O2, `(u32)x % 1009` (the target module): `imul $0x3ce4585,%rcx,%rcx; shr
+    /// $0x20,%rcx; sub %ecx,%edx; shr %edx; add %ecx,%edx; shr $0x9,%edx`.
+    #[test]
+    fn add_fixup_form() {
+        let form = MagicForm::ImulImmediateAdd { into_high: false };
+        assert_eq!(check_form(1009, Width::W32, form), Ok((0x03ce_4585, 9)));
+        assert_eq!(check_form(7, Width::W32, form), Ok((0x2492_4925, 2)));
+        assert_eq!(
+            check_form(2018, Width::W32, form),
+            Err(MagicMismatch::PreShift)
+        );
+        assert_eq!(
+            check_form(10, Width::W32, form),
+            Err(MagicMismatch::NoAddFixup)
+        );
+        assert_eq!(
+            check_form(1024, Width::W32, form),
+            Err(MagicMismatch::PowerOfTwo)
+        );
+        assert_eq!(
+            check_form(1009, Width::W64, form),
+            Err(MagicMismatch::NotADivisor)
+        );
+        assert_eq!(
+            check_form(1009, Width::W32, MagicForm::ImulImmediate),
+            Err(MagicMismatch::AddFixup)
+        );
+        // The fix-up's formula divides exactly for every divisor of this form.
+        for d in (3..5000).filter(|&d| check_form(d, Width::W32, form).is_ok()) {
+            let (m, s) = check_form(d, Width::W32, form).unwrap();
+            for x in [
+                0u32,
+                1,
+                d as u32 - 1,
+                d as u32,
+                u32::MAX,
+                0x8000_0000,
+                123_456_789,
+            ] {
+                let t = ((u64::from(x) * m) >> 32) as u32;
+                let q = (t + ((x - t) >> 1)) >> s;
+                assert_eq!(q, x / d as u32, "{x} / {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn probe_values_keep_the_shape() {
+        assert!(needs_add_fixup(1009));
+        assert!(needs_add_fixup(7));
+        assert!(!needs_add_fixup(13 * 2));
+        assert!(!needs_add_fixup(1024));
+        // Doubling and halving lose the fix-up (even divisors are pre-shifted instead).
+        assert!(!same_division_shape(1009, 2018));
+        assert!(!same_division_shape(1009, 504));
+        // 7 keeps the signed fix-up at 14 but loses the unsigned one; 31 keeps both.
+        assert!(!same_division_shape(7, 14));
+        assert!(same_division_shape(7, 31));
+        let same: Vec<i64> = (1000..1100)
+            .filter(|&v| same_division_shape(1009, v))
+            .collect();
+        assert!(same.contains(&1009), "{same:?}");
+        let form = MagicForm::ImulImmediateAdd { into_high: false };
+        for v in same {
+            assert!(check_form(v, Width::W32, form).is_ok(), "{v}");
+        }
+    }
+
+    /// gcc-12 -O2, `(s32)x / 7` (the target module): `movslq %edx,%rax; imul
+    /// $-0x6db6db6d,%rax,%rax; shr $0x20,%rax; add %edx,%eax; sar $0x1f,%edx; sar $0x2,%eax;
+    /// sub %edx,%eax`.
+    #[test]
+    fn signed_add_form() {
+        let form = MagicForm::SignedImulAdd;
+        assert_eq!(check_form(7, Width::W32, form), Ok((0x9249_2493, 2)));
+        assert_eq!(
+            check_form(3, Width::W32, form),
+            Err(MagicMismatch::NoAddFixup)
+        );
+        assert_eq!(
+            check_form(-7, Width::W32, form),
+            Err(MagicMismatch::Negative)
+        );
+        assert_eq!(
+            check_form(8, Width::W32, form),
+            Err(MagicMismatch::PowerOfTwo)
+        );
+        assert_eq!(
+            check_form((1 << 31) + 1, Width::W32, form),
+            Err(MagicMismatch::Compare)
+        );
+        assert_eq!(
+            check_form(7, Width::W32, MagicForm::ImulImmediate),
+            Err(MagicMismatch::AddFixup)
+        );
+        // The sequence divides exactly (rounding toward zero) for every divisor of the form.
+        for d in (3..5000).filter(|&d| check_form(d, Width::W32, form).is_ok()) {
+            let (m, s) = check_form(d, Width::W32, form).unwrap();
+            for x in [
+                0i32,
+                1,
+                -1,
+                d as i32,
+                -(d as i32),
+                i32::MAX,
+                i32::MIN,
+                -123_456_789,
+            ] {
+                let product = i64::from(x).wrapping_mul(i64::from(m as u32 as i32));
+                let high = (product >> 32) as i32;
+                let q = (high.wrapping_add(x) >> s) - (x >> 31);
+                assert_eq!(q, x / d as i32, "{x} / {d}");
+            }
+        }
+    }
+
+    /// The forms with a fix-up have no variant without the final shift: every divisor whose
+    /// multiplier needs the fix-up has a post-shift of at least 2 (unsigned) or 1 (signed).
+    #[test]
+    fn fixup_forms_always_shift() {
+        for d in 3u64..200_000 {
+            if let Some(UnsignedDivision::MultiplyAdd { post_shift, .. }) =
+                unsigned_division(d, Width::W32)
+            {
+                assert!(post_shift >= 2, "{d}");
+            }
+            if let Some((m, post_shift)) = signed_multiplier(d, Width::W32)
+                && m >= 1 << 31
+            {
+                assert!(post_shift >= 1, "{d}");
+            }
+        }
     }
 }

@@ -98,8 +98,9 @@ impl fmt::Display for BoundReason {
 pub enum Restriction {
     /// V' must be a power of two.
     PowerOfTwo,
-    /// V' must be a divisor for which the compiler emits the same unsigned magic-multiply
-    /// sequence (see [`magic::check_form`]).
+    /// V' must be a divisor for which the compiler emits the same magic-multiply sequence
+    /// (see [`magic::check_form`]). Named for the unsigned forms it was made for; the form
+    /// says whether the division is signed ([`MagicForm::SignedImulAdd`]).
     UnsignedMagic {
         /// The division's width.
         width: Width,

@@ -223,9 +223,15 @@ pub enum Update {
         form: MagicForm,
         /// The 64-bit value the sequence multiplies.
         dividend: Input,
+        /// [`MagicForm::ImulImmediateAdd`]: the 32-bit value the fix-up subtracts the high
+        /// half of the product from (the dividend again, in another register).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fixup: Option<Input>,
         /// Register receiving the quotient.
         dest: Gpr,
-        /// Register the multiplier is loaded into, if any.
+        /// The other register the sequence leaves changed: the one the multiplier is loaded
+        /// into, the high half of the product ([`MagicForm::ImulImmediateAdd`]) or the
+        /// dividend's sign ([`MagicForm::SignedImulAdd`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         temp: Option<Gpr>,
         /// Flags recomputed.
@@ -331,11 +337,18 @@ impl Recipe {
                 ..
             } => {
                 c.regs.push(RegOperand::full(dest));
-                if let MagicForm::Mul { .. } = form {
-                    c.regs.push(RegOperand::full(Gpr::Rax));
-                    c.regs.push(RegOperand::full(Gpr::Rdx));
-                } else if let (MagicForm::ImulRegister, Some(t)) = (form, temp) {
-                    c.regs.push(RegOperand::new(t, Width::W32));
+                match (form, temp) {
+                    (MagicForm::Mul { .. }, _) => {
+                        c.regs.push(RegOperand::full(Gpr::Rax));
+                        c.regs.push(RegOperand::full(Gpr::Rdx));
+                    }
+                    (MagicForm::ImulRegister, Some(t)) => {
+                        c.regs.push(RegOperand::new(t, Width::W32))
+                    }
+                    (MagicForm::ImulImmediateAdd { .. } | MagicForm::SignedImulAdd, Some(t)) => {
+                        c.regs.push(RegOperand::full(t));
+                    }
+                    _ => {}
                 }
                 c.flags = flags;
             }

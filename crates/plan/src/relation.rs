@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::magic::{UnsignedDivision, unsigned_division};
+use crate::magic::{UnsignedDivision, signed_multiplier, unsigned_division};
 use crate::operand::Width;
 
 /// IV = f(V).
@@ -44,6 +44,13 @@ pub enum Relation {
         /// Which constant of the sequence.
         part: MagicPart,
     },
+    /// IV is a constant of the magic-multiply sequence for a signed `x / V`, V > 0.
+    SignedDivision {
+        /// The division's width.
+        width: Width,
+        /// Which constant of the sequence.
+        part: MagicPart,
+    },
 }
 
 /// A constant of a magic division sequence.
@@ -54,6 +61,15 @@ pub enum MagicPart {
     Multiplier,
     /// The shift count (for 32-bit divisions, 32 + the post-shift).
     Shift,
+}
+
+impl fmt::Display for MagicPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MagicPart::Multiplier => "multiplier",
+            MagicPart::Shift => "shift",
+        })
+    }
 }
 
 impl Relation {
@@ -69,19 +85,38 @@ impl Relation {
             Relation::Log2 { a, b } => (v > 0 && (v as u64).is_power_of_two())
                 .then(|| i128::from(a) * i128::from(v.trailing_zeros()) + i128::from(b)),
             Relation::UnsignedDivision { width, part } => {
-                let Some(UnsignedDivision::Multiply {
-                    pre_shift: 0,
-                    multiplier,
-                    post_shift,
-                }) = unsigned_division(u64::try_from(v).ok()?, width)
-                else {
-                    return None;
+                // The shape of V itself decides which constants the code holds; the site's
+                // range admits only V' of the shape it was compiled to.
+                let (multiplier, shift) = match unsigned_division(u64::try_from(v).ok()?, width)? {
+                    UnsignedDivision::Multiply {
+                        pre_shift: 0,
+                        multiplier,
+                        post_shift,
+                    } if width == Width::W32 => (multiplier, 32 + post_shift),
+                    UnsignedDivision::Multiply {
+                        pre_shift: 0,
+                        multiplier,
+                        post_shift,
+                    } => (multiplier, post_shift),
+                    // The 33-bit multiplier's low half; the 32-bit shift after the fix-up.
+                    UnsignedDivision::MultiplyAdd {
+                        multiplier,
+                        post_shift,
+                    } => (multiplier, post_shift - 1),
+                    _ => return None,
                 };
-                Some(match part {
-                    MagicPart::Multiplier => i128::from(multiplier),
-                    MagicPart::Shift if width == Width::W32 => i128::from(32 + post_shift),
-                    MagicPart::Shift => i128::from(post_shift),
-                })
+                Some(i128::from(match part {
+                    MagicPart::Multiplier => multiplier,
+                    MagicPart::Shift => u64::from(shift),
+                }))
+            }
+            Relation::SignedDivision { width, part } => {
+                let (multiplier, shift) =
+                    signed_multiplier(u64::try_from(v).ok().filter(|&v| v > 0)?, width)?;
+                Some(i128::from(match part {
+                    MagicPart::Multiplier => multiplier,
+                    MagicPart::Shift => u64::from(shift),
+                }))
             }
         }
     }
@@ -172,7 +207,7 @@ impl Relation {
             Relation::Log2 { .. } => {
                 scan(self, (0..=62).map(|j| 1i64 << j).collect(), iv_lo, iv_hi)
             }
-            Relation::UnsignedDivision { .. } => None,
+            Relation::UnsignedDivision { .. } | Relation::SignedDivision { .. } => None,
         }
     }
 }
@@ -219,11 +254,14 @@ impl fmt::Display for Relation {
             Relation::UnsignedDivision { width, part } => {
                 write!(
                     f,
-                    "IV = {} of the magic multiply for {}-bit unsigned x / V",
-                    match part {
-                        MagicPart::Multiplier => "multiplier",
-                        MagicPart::Shift => "shift",
-                    },
+                    "IV = {part} of the magic multiply for {}-bit unsigned x / V",
+                    width.bits()
+                )
+            }
+            Relation::SignedDivision { width, part } => {
+                write!(
+                    f,
+                    "IV = {part} of the magic multiply for {}-bit signed x / V",
                     width.bits()
                 )
             }
@@ -325,7 +363,18 @@ mod tests {
         };
         assert_eq!((m.eval(10), s.eval(10)), (Some(0xcccc_cccd), Some(35)));
         assert_eq!((m.eval(20), s.eval(20)), (Some(0xcccc_cccd), Some(36)));
-        assert_eq!(m.eval(7), None);
+        // 33-bit multipliers (the add fix-up): the low half, and the shift after the fix-up.
+        assert_eq!((m.eval(7), s.eval(7)), (Some(0x2492_4925), Some(2)));
+        assert_eq!((m.eval(1009), s.eval(1009)), (Some(0x03ce_4585), Some(9)));
+        // 14 pre-shifts the dividend: no sequence of either kind.
+        assert_eq!(m.eval(14), None);
         assert_eq!(m.eval(-3), None);
+        let signed = |part| Relation::SignedDivision {
+            width: Width::W32,
+            part,
+        };
+        assert_eq!(signed(MagicPart::Multiplier).eval(7), Some(0x9249_2493));
+        assert_eq!(signed(MagicPart::Shift).eval(7), Some(2));
+        assert_eq!(signed(MagicPart::Multiplier).eval(-7), None);
     }
 }

@@ -1240,6 +1240,8 @@ fn folded_divisions() {
     let imm_reg = divisors(Width::W32, MagicForm::ImulRegister, 40);
     let imm_imm = divisors(Width::W32, MagicForm::ImulImmediate, 40);
     let mul = divisors(Width::W64, MagicForm::Mul { shifted: true }, 40);
+    let fixup = divisors(Width::W32, ADD_FIXUP, 40);
+    let signed = divisors(Width::W32, SIGNED_ADD, 40);
     let pick = |v: &[i64]| [v[3], v[11], v[24], v[39]];
     run_all(vec![
         // gcc -O2 for `x / 10` (unsigned int): mov %edi,%eax; mov $0xcccccccd,%edx;
@@ -1328,8 +1330,162 @@ fn folded_divisions() {
         )
         .valid(&pick(&mul))
         .check(quotient64(Gpr::Rsi, Gpr::Rdx)),
+        // The target module's `READ_ONCE(*in) / 13` (gcc-12): movabs $m,%rax; mov (%rdi),%rdx;
+        // mul %rdx; mov %rdx,%rax; shr $2,%rax. The dividend is loaded between the multiplier
+        // and the `mul`, which destroys it: the update reads it from memory again.
+        case(
+            "u64 / V: movabs; mov (mem),%rdx; mul %rdx; mov %rdx,%rax; shr",
+            K,
+            [13, 26, 6],
+            |v| v,
+            |a, v, _| {
+                let (m, s) =
+                    magic::check_form(v, Width::W64, MagicForm::Mul { shifted: true }).unwrap();
+                a.mov(rax, m)?;
+                a.mov(rdx, qword_ptr(rbx + r13 * 8))?;
+                a.mul(rdx)?;
+                a.mov(rax, rdx)?;
+                a.shr(rax, s as i32)
+            },
+        )
+        .valid(&[3, 5, 10, 12, 60])
+        .valid(&pick(&mul))
+        .invalid(&[0, 1, 7, 100, 1 << 20])
+        .input("read"),
+        // The target module's `(u32)x % 1009` (gcc-12), up to the quotient: mov %eax,%ecx;
+        // mov %eax,%edx; imul $m,%rcx,%rcx; shr $0x20,%rcx; sub %ecx,%edx; shr %edx;
+        // add %ecx,%edx; shr $0x9,%edx. The dividend comes from the two movs before.
+        case(
+            "u32 / V, 33-bit magic: imul $m; shr $32; sub; shr; add; shr",
+            K,
+            [1009, fixup[7], fixup[20]],
+            |v| v,
+            |a, v, _| {
+                let (m, s) = magic::check_form(v, Width::W32, ADD_FIXUP).unwrap();
+                a.mov(eax, edi)?;
+                a.mov(ecx, eax)?;
+                a.mov(edx, eax)?;
+                a.imul_3(rcx, rcx, m as i32)?;
+                a.shr(rcx, 32)?;
+                a.sub(edx, ecx)?;
+                a.shr(edx, 1)?;
+                a.add(edx, ecx)?;
+                a.shr(edx, s as i32)
+            },
+        )
+        .valid(&[7])
+        .valid(&pick(&fixup))
+        .invalid(&[0, 1, 2018, 504, 10, 19, 1024, 1 << 31])
+        .check(|r0, fin, v| {
+            let (x, q) = (r0[Gpr::Rdi.index()] as u32, fin[Gpr::Rdx.index()]);
+            if q == u64::from(x / v as u32) {
+                Ok(())
+            } else {
+                Err(format!("{x} / {v} gave {q}"))
+            }
+        })
+        .input("read"),
+        // gcc-12's `x / 7` (unsigned int): mov %edi,%eax; imul $m,%rax,%rax; shr $0x20,%rax;
+        // sub %eax,%edi; shr %edi; add %edi,%eax; shr $0x2,%eax. The sum goes to the high
+        // half's register, and the dividend's only copy is destroyed: the pre-probe saves
+        // %edi, which the multiplied %rax zero-extends.
+        case(
+            "u32 / V, 33-bit magic: mov; imul $m; shr $32; sub; shr; add (into the high half); shr",
+            K,
+            [7, fixup[7], fixup[20]],
+            |v| v,
+            |a, v, _| {
+                let (m, s) = magic::check_form(v, Width::W32, ADD_FIXUP_INTO_HIGH).unwrap();
+                a.mov(eax, edi)?;
+                a.imul_3(rax, rax, m as i32)?;
+                a.shr(rax, 32)?;
+                a.sub(edi, eax)?;
+                a.shr(edi, 1)?;
+                a.add(eax, edi)?;
+                a.shr(eax, s as i32)
+            },
+        )
+        .valid(&[1009])
+        .valid(&pick(&fixup))
+        .invalid(&[0, 1, 14, 10, 19])
+        .check(quotient32)
+        .input("saved"),
+        // The target module's `(s32)x / 7` (gcc-12): movslq %edx,%rax; imul $m,%rax,%rax;
+        // shr $0x20,%rax; add %edx,%eax; sar $0x1f,%edx; sar $0x2,%eax; sub %edx,%eax. The
+        // dividend %edx is destroyed (its sign): the pre-probe saves it.
+        case(
+            "s32 / V: movslq; imul $m; shr; add; sar $31; sar; sub",
+            K,
+            [7, signed[9], signed[23]],
+            |v| v,
+            |a, v, _| {
+                let (m, s) = magic::check_form(v, Width::W32, SIGNED_ADD).unwrap();
+                a.movsxd(rax, edx)?;
+                a.imul_3(rax, rax, m as u32 as i32)?;
+                a.shr(rax, 32)?;
+                a.add(eax, edx)?;
+                a.sar(edx, 31)?;
+                a.sar(eax, s as i32)?;
+                a.sub(eax, edx)
+            },
+        )
+        .valid(&[7, 14, 31])
+        .valid(&pick(&signed))
+        .invalid(&[0, 1, -7, 3, 8, 1 << 31])
+        .check(|r0, fin, v| {
+            let (x, q) = (r0[Gpr::Rdx.index()] as i32, fin[Gpr::Rax.index()]);
+            if q == u64::from((x / v as i32) as u32) {
+                Ok(())
+            } else {
+                Err(format!("{x} / {v} gave {q:#x}"))
+            }
+        })
+        .input("saved"),
+        // Other schedules of the same sequence: the shift before the sign.
+        case(
+            "s32 / V: movslq; imul $m; shr; add; sar; sar $31; sub",
+            K,
+            [7, signed[9], signed[23]],
+            |v| v,
+            |a, v, _| {
+                let (m, s) = magic::check_form(v, Width::W32, SIGNED_ADD).unwrap();
+                a.movsxd(rcx, edi)?;
+                a.imul_3(rsi, rcx, m as u32 as i32)?;
+                a.shr(rsi, 32)?;
+                a.add(esi, edi)?;
+                a.sar(esi, s as i32)?;
+                a.sar(edi, 31)?;
+                a.sub(esi, edi)
+            },
+        )
+        .valid(&pick(&signed))
+        .input("saved"),
+        // The dividend copied before the sequence: the update reads the copy.
+        case(
+            "s32 / V: mov; movslq; imul $m; shr; add; sar $31; sar; sub (read)",
+            K,
+            [7, signed[9], signed[23]],
+            |v| v,
+            |a, v, _| {
+                let (m, s) = magic::check_form(v, Width::W32, SIGNED_ADD).unwrap();
+                a.mov(edx, edi)?;
+                a.movsxd(rax, edx)?;
+                a.imul_3(rax, rax, m as u32 as i32)?;
+                a.shr(rax, 32)?;
+                a.add(eax, edx)?;
+                a.sar(edx, 31)?;
+                a.sar(eax, s as i32)?;
+                a.sub(eax, edx)
+            },
+        )
+        .valid(&pick(&signed))
+        .input("read"),
     ]);
 }
+
+const ADD_FIXUP: MagicForm = MagicForm::ImulImmediateAdd { into_high: false };
+const ADD_FIXUP_INTO_HIGH: MagicForm = MagicForm::ImulImmediateAdd { into_high: true };
+const SIGNED_ADD: MagicForm = MagicForm::SignedImulAdd;
 
 /// Every path must agree: the CPU and the concrete semantics (`sem::execute`) on single
 /// instructions of every modelled kind, so neither a harness bug nor a semantics bug can
@@ -1472,6 +1628,34 @@ fn unsupported_seeds_name_the_instruction() {
         e.contains("no relation") && e.contains("mov $1,%eax"),
         "{e}"
     );
+    // A dividend loaded inside the division sequence is read again at the post-probe only if
+    // nothing else sees the first load and nothing stores in between.
+    let e = err(
+        |a, v, _| {
+            let (m, s) =
+                magic::check_form(v, Width::W64, MagicForm::Mul { shifted: true }).unwrap();
+            a.mov(rax, m)?;
+            a.mov(rdx, qword_ptr(rbx))?;
+            a.mov(rcx, rdx)?;
+            a.mul(rdx)?;
+            a.shr(rdx, s as i32)
+        },
+        [10, 12, 6],
+    );
+    assert!(e.contains("used besides the multiply"), "{e}");
+    let e = err(
+        |a, v, _| {
+            let (m, s) =
+                magic::check_form(v, Width::W64, MagicForm::Mul { shifted: true }).unwrap();
+            a.mov(rax, m)?;
+            a.mov(rdx, qword_ptr(rbx))?;
+            a.mov(qword_ptr(rbx + 8), rsi)?;
+            a.mul(rdx)?;
+            a.shr(rdx, s as i32)
+        },
+        [10, 12, 6],
+    );
+    assert!(e.contains("stores to memory"), "{e}");
     // A consumer reading the overflow flag of a multi-bit shift cannot be served.
     let e = err(
         |a, v, _| {

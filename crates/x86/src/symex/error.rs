@@ -130,6 +130,12 @@ pub enum SymexError {
         /// The bound that rejects it.
         reason: BoundReason,
     },
+    /// A recipe lacks a field its update needs (a hand-edited or truncated plan).
+    #[error("malformed recipe: {what}")]
+    MalformedRecipe {
+        /// What is missing.
+        what: &'static str,
+    },
     /// Evaluating an expression failed (unmapped memory, missing saved value...).
     #[error("evaluation failed: {0}")]
     Eval(#[from] EvalError),

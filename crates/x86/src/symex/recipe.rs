@@ -17,7 +17,8 @@
 //! * [`Update::Compare`]: the flags in `flags` as `cmp`/`test` of `input` with IV' set them.
 //! * [`Update::Divide`]: the registers the magic sequence writes, recomputed with the
 //!   multiplier and shift of V' ([`super::magic::check_form`]), and the flags of its last
-//!   instruction.
+//!   instruction. The add fix-up form reads the dividend twice, as its code does: the 64-bit
+//!   value it multiplies (`dividend`) and the 32-bit value the fix-up starts from (`fixup`).
 //!
 //! Inputs are read at the post-probe ([`Input::Read`], [`Input::Address`]), recovered from the
 //! seed's own result by inverting it with IV(V1) ([`Input::Undo`]: `add`, `sub`, `xor`, `lea`,
@@ -251,6 +252,7 @@ impl RecipeSemantics for Recipe {
                 width,
                 form,
                 dividend,
+                fixup,
                 dest,
                 temp,
                 flags,
@@ -280,6 +282,73 @@ impl RecipeSemantics for Recipe {
                         let q = Expr::binary(BinOp::Shr, product, count);
                         fx.push(Effect::Reg {
                             dest: RegOperand::full(dest),
+                            value: q,
+                        });
+                    }
+                    MagicForm::ImulImmediateAdd { into_high } => {
+                        let (Some(other), Some(fixup)) = (temp, fixup) else {
+                            return Err(SymexError::MalformedRecipe {
+                                what: "an add fix-up division without `temp` and `fixup`",
+                            });
+                        };
+                        // t = mulhi(x, 2^32 + m) - x, as the 64-bit imul and `shr $32` give it;
+                        // then q = (t + ((x - t) >> 1)) >> (s - 1) in 32 bits.
+                        let product = Expr::binary(BinOp::MulLo, x, m64);
+                        let high = Expr::binary(BinOp::Shr, product, Expr::constant(Width::W8, 32));
+                        let t32 = high.clone().trunc(Width::W32);
+                        let x32 = fixup.expr(Width::W32, self.save)?;
+                        let diff = Expr::binary(BinOp::Sub, x32, t32.clone());
+                        let half = Expr::binary(BinOp::Shr, diff, Expr::constant(Width::W8, 1));
+                        let sum = Expr::binary(BinOp::Add, half.clone(), t32.clone());
+                        push_flags(
+                            &mut fx,
+                            flags,
+                            FlagOp::Shr,
+                            &sum,
+                            &count.clone().zext(Width::W32),
+                        );
+                        let q = Expr::binary(BinOp::Shr, sum, count);
+                        // The register that does not get the sum keeps the high half (64-bit
+                        // `shr`) or the halved difference (32-bit `shr`).
+                        let (other_width, other_value) = if into_high {
+                            (Width::W32, half)
+                        } else {
+                            (Width::W64, high)
+                        };
+                        fx.push(Effect::Reg {
+                            dest: RegOperand::new(other, other_width),
+                            value: other_value,
+                        });
+                        fx.push(Effect::Reg {
+                            dest: RegOperand::new(dest, Width::W32),
+                            value: q,
+                        });
+                    }
+                    MagicForm::SignedImulAdd => {
+                        let Some(sign_reg) = temp else {
+                            return Err(SymexError::MalformedRecipe {
+                                what: "a signed division without `temp`",
+                            });
+                        };
+                        // q = ((mulhs(x, m) + x) >> s) - (x >> 31), all in 32 bits but the
+                        // product, which the code forms from x sign-extended to 64 bits.
+                        let x32 = dividend.expr(Width::W32, self.save)?;
+                        let m_sext = Expr::constant(Width::W64, m as u32 as i32 as i64 as u64);
+                        let product =
+                            Expr::binary(BinOp::MulLo, x32.clone().sext(Width::W64), m_sext);
+                        let high = Expr::binary(BinOp::Shr, product, Expr::constant(Width::W8, 32))
+                            .trunc(Width::W32);
+                        let sum = Expr::binary(BinOp::Add, high, x32.clone());
+                        let sign = Expr::binary(BinOp::Sar, x32, Expr::constant(Width::W8, 31));
+                        let shifted_sum = Expr::binary(BinOp::Sar, sum, count);
+                        push_flags(&mut fx, flags, FlagOp::Sub, &shifted_sum, &sign);
+                        let q = Expr::binary(BinOp::Sub, shifted_sum, sign.clone());
+                        fx.push(Effect::Reg {
+                            dest: RegOperand::new(sign_reg, Width::W32),
+                            value: sign,
+                        });
+                        fx.push(Effect::Reg {
+                            dest: RegOperand::new(dest, Width::W32),
                             value: q,
                         });
                     }

@@ -4,7 +4,9 @@
 //!
 //! 1. If the seed belongs to a magic division sequence ([`magic::match_around`]), check the
 //!    sequence's constants against the algorithm for V1, V2 and V3 and build a
-//!    [`Update::Divide`]. Otherwise:
+//!    [`Update::Divide`] whose inputs (the dividend, and for the fix-up forms its second
+//!    read) are read in place, re-read from memory when the sequence loads them, recovered
+//!    from an earlier `mov`, or saved by the pre-probe. Otherwise:
 //! 2. Compare the seed across versions: everything but one constant (an immediate, or a
 //!    `lea` displacement) must be identical. Read the constant as a bit pattern of its width.
 //! 3. Fit IV = f(V) ([`Fit`]); for compares, the signedness of the consumers picks the reading.
@@ -75,10 +77,7 @@ pub fn derive_relation(versions: &[SeedVersion<'_>; 3]) -> Result<Relation, Syme
     validate(versions)?;
     if let Some(m) = magic::match_around(versions[0].block, versions[0].seed) {
         divide_matches(versions, m)?;
-        return Ok(Relation::UnsignedDivision {
-            width: m.width(),
-            part: magic_part(versions)?,
-        });
+        return Ok(division_relation(&m, magic_part(versions)?));
     }
     let (ch, _) = changing_read(versions, &Gpr::ALL)?;
     let fit = Fit::of(values(versions), ch.ivs, ch.width);
@@ -1005,6 +1004,9 @@ fn divide_matches(
             || mk.dividend != m1.dividend
             || mk.dest != m1.dest
             || mk.temp != m1.temp
+            || mk.fixup != m1.fixup
+            || mk.multiply - mk.start != m1.multiply - m1.start
+            || mk.end - mk.start != m1.end - m1.start
         {
             return Err(mismatch(versions, k, "a different magic division sequence"));
         }
@@ -1030,17 +1032,131 @@ fn divide_matches(
     Ok(out)
 }
 
+fn division_relation(m: &MagicMatch, part: MagicPart) -> Relation {
+    let width = m.width();
+    match m.form {
+        MagicForm::SignedImulAdd => Relation::SignedDivision { width, part },
+        _ => Relation::UnsignedDivision { width, part },
+    }
+}
+
 fn magic_part(versions: &[SeedVersion<'_>; 3]) -> Result<MagicPart, SymexError> {
     let seed = versions[0].insn();
     let has_imm = (0..seed.op_count()).any(|i| is_immediate(seed.op_kind(i)));
     match seed.mnemonic() {
-        Mnemonic::Shr => Ok(MagicPart::Shift),
+        Mnemonic::Shr | Mnemonic::Sar => Ok(MagicPart::Shift),
         Mnemonic::Mov | Mnemonic::Imul if has_imm => Ok(MagicPart::Multiplier),
         _ => Err(unsupported_seed(
             seed,
             "this instruction of the division sequence holds no constant",
         )),
     }
+}
+
+/// Where the update finds `reg` as the multiply (or the fix-up) of a division sequence
+/// reads it: a load inside the sequence is read again from memory at the post-probe; a value
+/// from before the sequence is read in place if the sequence leaves it, recovered from an
+/// earlier `mov` (moving `prefix` back), or saved by the pre-probe (one value at most). The
+/// sequence reads `width` bits of `reg`.
+fn divide_input(
+    block: &[Instruction],
+    m: &MagicMatch,
+    reg: Gpr,
+    width: Width,
+    save: &mut Option<Place>,
+    prefix: &mut usize,
+) -> Result<Input, SymexError> {
+    let written = |insn: &Instruction| -> Result<Vec<Gpr>, SymexError> {
+        Ok(sem::written_gprs(&sem::effects(insn)?))
+    };
+    let span = &block[m.start..m.end];
+    let mut defined_inside = None;
+    for (k, insn) in span.iter().enumerate().take(m.multiply - m.start) {
+        if written(insn)?.contains(&reg) {
+            defined_inside = Some(m.start + k);
+        }
+    }
+    if let Some(at) = defined_inside {
+        return reloaded(block, m, at, reg);
+    }
+    let mut overwritten = false;
+    for insn in span {
+        overwritten |= written(insn)?.contains(&reg);
+    }
+    let place = Place::Reg {
+        reg: RegOperand::new(reg, width),
+    };
+    if !overwritten {
+        return Ok(Input::Read { place });
+    }
+    if let Some((input, at)) = recover(block, m.start, m.end, reg) {
+        *prefix = (*prefix).min(at);
+        return Ok(input);
+    }
+    if save.is_some() {
+        return Err(unsupported_seed(
+            &block[m.start],
+            "the division sequence destroys two inputs a pre-probe would have to save",
+        ));
+    }
+    *save = Some(place);
+    Ok(Input::Saved)
+}
+
+/// The index of `mov %x32,%src32` before `start` when it is the last write of `%src` and
+/// `%x` is unchanged since: then `%src` holds `%x` zero-extended when the sequence starts.
+fn zero_extended_copy(block: &[Instruction], start: usize, src: Gpr, x: Gpr) -> Option<usize> {
+    let at = (0..start).rev().find(|&i| magic::writes(&block[i], src))?;
+    let mov = &block[at];
+    let is_copy = matches!(mov.code(), Code::Mov_r32_rm32 | Code::Mov_rm32_r32)
+        && mov.op0_kind() == OpKind::Register
+        && mov.op1_kind() == OpKind::Register
+        && RegOperand::from_iced(mov.op0_register()).map(|r| r.gpr) == Some(src)
+        && RegOperand::from_iced(mov.op1_register()).map(|r| r.gpr) == Some(x);
+    (is_copy && !block[at + 1..start].iter().any(|i| magic::writes(i, x))).then_some(at)
+}
+
+/// The dividend loaded by `block[at]` inside the sequence (`mov mem,%reg`), read from the
+/// same memory at the post-probe. Only the multiply may read the loaded value, and it must
+/// overwrite it; nothing in the sequence may store to memory or change the address: then the
+/// V' code, which loads once, behaves as if its load happened at the probe.
+fn reloaded(
+    block: &[Instruction],
+    m: &MagicMatch,
+    at: usize,
+    reg: Gpr,
+) -> Result<Input, SymexError> {
+    let load = &block[at];
+    let unsupported = |reason| Err(unsupported_seed(load, reason));
+    let width = match load.code() {
+        Code::Mov_r64_rm64 => Width::W64,
+        Code::Mov_r32_rm32 => Width::W32,
+        _ => return unsupported("the dividend is computed inside the division sequence"),
+    };
+    if load.op1_kind() != OpKind::Memory {
+        return unsupported("the dividend is computed inside the division sequence");
+    }
+    let Some(addr) = address_of(load, block[m.start].ip()) else {
+        return unsupported("the dividend's address cannot be recomputed at the post-probe");
+    };
+    for (k, insn) in block.iter().enumerate().take(m.end).skip(m.start) {
+        let fx = sem::effects(insn)?;
+        if fx.iter().any(|e| matches!(e, sem::Effect::Store { .. })) {
+            return unsupported("the division sequence that loads its dividend stores to memory");
+        }
+        if k > at && address_regs(&addr).any(|r| sem::written_gprs(&fx).contains(&r)) {
+            return unsupported("the division sequence changes the address of its dividend");
+        }
+        if k > at && k < m.multiply && magic::touches(insn, reg) {
+            return unsupported("the loaded dividend is used besides the multiply");
+        }
+    }
+    if !sem::written_gprs(&sem::effects(&block[m.multiply])?).contains(&reg) {
+        return unsupported("the loaded dividend outlives the division sequence");
+    }
+    Ok(Input::Read {
+        place: Place::Mem { addr, width },
+    })
 }
 
 fn synthesize_divide(
@@ -1057,30 +1173,41 @@ fn synthesize_divide(
         end: block[m1.end - 1].next_ip(),
     };
 
-    // The dividend: still in its register at the end, recoverable from an earlier mov, or saved.
-    let mut written = Vec::new();
-    for insn in &block[m1.start..m1.end] {
-        written.extend(sem::written_gprs(&sem::effects(insn)?));
-    }
     let mut save = None;
-    let mut prefix = m1.start;
-    let dividend = if !written.contains(&m1.dividend) {
-        Input::Read {
-            place: Place::Reg {
-                reg: RegOperand::full(m1.dividend),
-            },
-        }
-    } else if let Some((input, at)) = recover(block, m1.start, m1.end, m1.dividend) {
-        prefix = at;
-        input
-    } else {
-        save = Some(Place::Reg {
-            reg: RegOperand::full(m1.dividend),
-        });
-        Input::Saved
+    let mut prefix = m1.inputs_from;
+    let (dividend, fixup) = match (m1.form, m1.fixup) {
+        // The signed form multiplies the 32-bit dividend sign-extended (the matcher checked).
+        (MagicForm::SignedImulAdd, _) => (
+            divide_input(block, &m1, m1.dividend, Width::W32, &mut save, &mut prefix)?,
+            None,
+        ),
+        (_, Some(x)) => match zero_extended_copy(block, m1.start, m1.dividend, x) {
+            // `mov %x32,%src32` before the sequence: one 32-bit input serves both reads.
+            Some(at) => {
+                prefix = prefix.min(at);
+                let input = divide_input(block, &m1, x, Width::W32, &mut save, &mut prefix)?;
+                (input, Some(input))
+            }
+            None => (
+                divide_input(block, &m1, m1.dividend, Width::W64, &mut save, &mut prefix)?,
+                Some(divide_input(
+                    block,
+                    &m1,
+                    x,
+                    Width::W32,
+                    &mut save,
+                    &mut prefix,
+                )?),
+            ),
+        },
+        (_, None) => (
+            divide_input(block, &m1, m1.dividend, Width::W64, &mut save, &mut prefix)?,
+            None,
+        ),
     };
     let flags = match m1.form {
         MagicForm::Mul { shifted: false } => FlagSet::of(&[Flag::Cf, Flag::Of]),
+        MagicForm::SignedImulAdd => FlagSet::ARITHMETIC,
         _ => FlagSet::of(&[Flag::Cf, Flag::Pf, Flag::Zf, Flag::Sf]),
     };
     let last = &block[m1.end - 1];
@@ -1108,13 +1235,14 @@ fn synthesize_divide(
     let recipe = Recipe {
         kind: SynthesisKind::Folded,
         span,
-        relation: Relation::UnsignedDivision { width, part },
+        relation: division_relation(&m1, part),
         iv_width,
         save,
         update: Update::Divide {
             width,
             form: m1.form,
             dividend,
+            fixup,
             dest: m1.dest,
             temp: m1.temp,
             flags,

@@ -28,6 +28,11 @@ unsigned int udiv32(unsigned int x) { return x / V; }
 unsigned long udiv64(unsigned long x) { return x / V; }
 unsigned int udiv_pow2(unsigned int x) { return x / V; }
 long sdiv64(long x) { return x / V; }
+/* The target module's division forms: the dividend loaded between the multiplier and the
+ * mul; the 33-bit magic's add fix-up; signed division with a negative imm32 multiplier. */
+unsigned long udiv64_load(const unsigned long *p) { return *(volatile const unsigned long *)p / V; }
+unsigned int umod32(const unsigned long *p) { return (unsigned int)*(volatile const unsigned long *)p % V; }
+int sdiv32(int x) { return x / V; }
 extern void slow_path(void);
 /* A branch consumer (kernel style: if (n > LIMIT) slow_path()). */
 int branch_cmp(int n) { if (n > V) { slow_path(); return 1; } return 0; }

@@ -36,8 +36,14 @@ VECTORS = [
     # Fitted to the 16 bits the store reads: IV = V there.
     ("store16_narrow", [0xbeef, 0xeeaa, 0x5f77], "immediate_load IV = 1*V"),
     ("store_byte", [0xa7, 250, 83], "immediate_load IV = 1*V"),
+    ("udiv64_load", [13, 26, 6], "folded IV = shift of the magic multiply for 64-bit unsigned x / V"),
+    ("umod32", [1009, 1493, 695], "folded IV = multiplier of the magic multiply for 32-bit unsigned x / V"),
+    ("udiv32", [7, 31, 1009], "folded IV = multiplier of the magic multiply for 32-bit unsigned x / V"),
+    ("sdiv32", [7, 14, 31], "folded IV = shift of the magic multiply for 32-bit signed x / V"),
+    ("sdiv32", [7, 31, 14], "folded IV = multiplier of the magic multiply for 32-bit signed x / V"),
     # Not supported (the report must name the instruction):
-    ("udiv32", [7, 14, 28], "error: no relation"),
+    # 14 and 28 lose 7's add fix-up (pre-shifted): another sequence.
+    ("udiv32", [7, 14, 28], "error: V1 is a magic division sequence but this version is not"),
     ("sdiv64", [10, 20, 40], "error: no relation"),
     # V = 2 and 3 compile to lea scales, V = 5 to shl: different instructions.
     ("shift_left", [2, 3, 5], "error: differ beyond one constant"),
