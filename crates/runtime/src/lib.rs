@@ -12,6 +12,7 @@ pub mod lock;
 pub mod patching;
 pub mod sie;
 pub mod state;
+pub mod targets;
 pub mod verify;
 
 #[cfg(test)]

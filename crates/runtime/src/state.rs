@@ -32,6 +32,15 @@ pub enum Mode {
     Immediate,
 }
 
+impl Mode {
+    /// The name `--mode` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Immediate => "immediate",
+        }
+    }
+}
+
 /// What a load leaves beside the pins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadRecord {
