@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use kernelx_plan::Plan;
+use kernelx_plan::{Plan, TunablePlan};
 use kernelx_runtime::host::HostView;
 use kernelx_runtime::lock::StateLock;
-use kernelx_runtime::sie::{ProbeTarget, SieProgram, SieRuntime};
-use kernelx_runtime::state::{self, LoadRecord, Mode, StateDir};
+use kernelx_runtime::sie::{Loaded, ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::state::{LoadRecord, Mode, StateDir};
 use kernelx_runtime::targets::verified_addresses;
 use kernelx_runtime::verify::{LiveKernel, verify};
 
@@ -78,24 +78,17 @@ pub fn load(
         );
     }
     let host = HostView::system();
-    module::ensure_loaded(&host, request.module, err)?;
-    // Opened after the module is in: its symbols are then in kallsyms too.
-    let live = LiveKernel::open(host).context("reading the running kernel (needs root)")?;
-    let verified = verify(&live, request.plan, name)?;
-    let program = SieProgram::from_plan(tunable)?;
-    let value = request.value.unwrap_or(tunable.default);
-    tunable.range.check(value).with_context(|| {
-        format!("tunable `{name}`: --value {value} is refused; nothing was loaded")
-    })?;
-    let addresses = verified_addresses(&program, &verified)?;
-    let loaded = runtime.load(&program, value, |probe| {
-        let index = program
-            .probes()
-            .iter()
-            .position(|p| std::ptr::eq(p, probe))
-            .expect("the loader asks for the program's own probes");
-        ProbeTarget::Address(addresses[index])
-    })?;
+    let inserted = module::ensure_loaded(&host, request.module, err)?;
+    let (loaded, addresses, value) = match attach(request, tunable, host, &runtime) {
+        Ok(attached) => attached,
+        Err(e) => {
+            // A refused load leaves the kernel as it found it, module included.
+            if inserted {
+                module::remove_after_failure(err)?;
+            }
+            return Err(e);
+        }
+    };
     if std::env::var_os(PAUSE_HOOK).is_some() {
         writeln!(
             err,
@@ -122,17 +115,47 @@ pub fn load(
     }
     writeln!(
         err,
-        "loaded {name} = {value}: {} probes at verified addresses (verify {:?}, attach {:?})",
+        "loaded {name} = {value}: {} probes at verified addresses (BPF program load {:?}, \
+         attach {:?})",
         loaded.targets.len(),
         loaded.timings.verify,
         loaded.timings.attach
     )?;
-    let statuses = state::status(&runtime, &state, None, Some(name))?;
+    let statuses = status::read(Some(name))?;
     if request.json {
         status::write_json(&statuses, out)
     } else {
         statuses.iter().try_for_each(|s| status::render(s, out))
     }
+}
+
+/// Verifies the tunable against the running kernel, checks program and value, and attaches
+/// every probe at its verified address: the loaded tunable, its addresses and V'.
+fn attach(
+    request: &LoadRequest<'_>,
+    tunable: &TunablePlan,
+    host: HostView,
+    runtime: &SieRuntime,
+) -> anyhow::Result<(Loaded, Vec<u64>, i64)> {
+    let name = request.tunable;
+    // Opened after the module is in: its symbols are then in kallsyms too.
+    let live = LiveKernel::open(host).context("reading the running kernel (needs root)")?;
+    let verified = verify(&live, request.plan, name)?;
+    let program = SieProgram::from_plan(tunable)?;
+    let value = request.value.unwrap_or(tunable.default);
+    tunable.range.check(value).with_context(|| {
+        format!("tunable `{name}`: --value {value} is refused; nothing was loaded")
+    })?;
+    let addresses = verified_addresses(&program, &verified)?;
+    let loaded = runtime.load(&program, value, |probe| {
+        let index = program
+            .probes()
+            .iter()
+            .position(|p| std::ptr::eq(p, probe))
+            .expect("the loader asks for the program's own probes");
+        ProbeTarget::Address(addresses[index])
+    })?;
+    Ok((loaded, addresses, value))
 }
 
 /// The plan `target` names: a file when it exists or ends in `.json`, else a tunable of the

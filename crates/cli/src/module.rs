@@ -52,6 +52,20 @@ fn insert(host: &HostView, ko: &Path, err: &mut impl Write) -> anyhow::Result<()
     Ok(())
 }
 
+/// Removes the module `ensure_loaded` inserted for a load that then failed; says so when it
+/// cannot (a program's last reference may still hold it for a moment).
+pub fn remove_after_failure(err: &mut impl Write) -> anyhow::Result<()> {
+    match kmod::remove() {
+        Ok(()) => writeln!(err, "removed the kernelx module again")?,
+        Err(e) => writeln!(
+            err,
+            "warning: the kernelx module inserted for this load stays loaded ({e}); `rmmod \
+             kernelx` removes it"
+        )?,
+    }
+    Ok(())
+}
+
 /// Runs `kernelx setup`: progress and the result to `err`, the module's path to `out`.
 pub fn setup(args: &SetupArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
     let host = HostView::system();

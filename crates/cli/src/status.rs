@@ -186,6 +186,6 @@ mod tests {
         assert_eq!(t["mode"], "immediate");
         assert_eq!(t["probes"][0]["role"], "post");
         assert_eq!(t["probes"][0]["optimized"], true);
-        assert_eq!(t["probes"][0]["address"], 0xffff_ffff_8130_0081_u64);
+        assert_eq!(t["probes"][0]["address"], "0xffffffff81300081");
     }
 }

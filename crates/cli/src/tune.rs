@@ -24,11 +24,16 @@ pub fn set(args: &SetArgs, err: &mut impl Write) -> anyhow::Result<()> {
         .expect("loaded_record checks the tunable")
         .clone();
     let old = record.value;
-    // Checks the range (with the plan's reason) before writing anything.
+    tunable.range.check(args.value).with_context(|| {
+        format!(
+            "`kernelx set {} {}` is refused; nothing was changed",
+            args.tunable, args.value
+        )
+    })?;
     let program = SieProgram::from_plan(&tunable)?;
     runtime.set(&program, args.value).with_context(|| {
         format!(
-            "`kernelx set {} {}`: nothing was changed",
+            "`kernelx set {} {}` failed in the kernel",
             args.tunable, args.value
         )
     })?;

@@ -276,6 +276,10 @@ fn vm_cli_bad_input_changes_nothing_and_says_why() {
         "{err}"
     );
     assert!(pinned().is_empty());
+    assert!(
+        !module_loaded(),
+        "a refused load removes the module it inserted"
+    );
 
     // One byte of a site changed: the site is named, nothing attached.
     let mut changed_site = String::new();
@@ -296,6 +300,10 @@ fn vm_cli_bad_input_changes_nothing_and_says_why() {
         "{changed_site}: {err}"
     );
     assert!(pinned().is_empty());
+    assert!(
+        !module_loaded(),
+        "a refused load removes the module it inserted"
+    );
     assert_eq!(new_pipe_size(), 16 * PAGE, "after the refused loads");
 
     // Out of range, at load and at set; a second load.

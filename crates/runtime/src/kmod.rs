@@ -112,6 +112,13 @@ pub fn insert(ko: &Path, current_kprobe: u64) -> Result<(), ModuleError> {
     run(insmod_command(ko, current_kprobe))
 }
 
+/// Unloads the module (it refuses while a BPF program still holds its kfuncs).
+pub fn remove() -> Result<(), ModuleError> {
+    let mut command = Command::new("rmmod");
+    command.arg(MODULE_NAME);
+    run(command)
+}
+
 /// The `make` command that builds the module in `dir` (holding [`SOURCES`]) against the kernel
 /// build directory `kdir`; the module ends up in [`built_module`]`(dir)`.
 pub fn make_command(dir: &Path, kdir: &Path) -> Command {

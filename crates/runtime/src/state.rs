@@ -236,7 +236,9 @@ pub struct ProbeStatus {
     pub function: String,
     /// The offset in the function.
     pub offset: u32,
-    /// The verified address it was attached at.
+    /// The verified address it was attached at (JSON: a `0x` hex string, since JSON numbers
+    /// lose kernel addresses' low bits in most readers).
+    #[serde(serialize_with = "hex_address")]
     pub address: u64,
     /// Whether the plan expects the kernel to jump-optimize it.
     pub optimizable: bool,
@@ -246,6 +248,10 @@ pub struct ProbeStatus {
     pub hits: u64,
     /// Times it could not apply its update.
     pub errors: u64,
+}
+
+fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{address:#x}"))
 }
 
 /// The status of every pinned tunable (or of `only`), from the pins, the records and the
