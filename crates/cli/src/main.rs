@@ -66,7 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Set(args) => {
-            tune::set(args, &mut io::stderr().lock())?;
+            tune::set(args, &mut io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(args) => {

@@ -12,8 +12,8 @@ use kernelx_runtime::state::{LoadRecord, StateDir};
 use crate::args::{GetArgs, SetArgs};
 use crate::transition;
 
-/// Runs `kernelx set`.
-pub fn set(args: &SetArgs, err: &mut impl Write) -> anyhow::Result<()> {
+/// Runs `kernelx set`; the change to `out`.
+pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
     transition::require_immediate(&args.transition)?;
     let state = StateDir::system();
     let _lock = StateLock::acquire(state.dir())?;
@@ -44,7 +44,7 @@ pub fn set(args: &SetArgs, err: &mut impl Write) -> anyhow::Result<()> {
             args.tunable, args.value
         )
     })?;
-    writeln!(err, "{}: {old} -> {}", args.tunable, args.value)?;
+    writeln!(out, "{}: {old} -> {}", args.tunable, args.value)?;
     Ok(())
 }
 
