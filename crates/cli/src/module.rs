@@ -75,31 +75,29 @@ pub fn setup(args: &SetupArgs, out: &mut impl Write, err: &mut impl Write) -> an
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/lib/modules/{release}/build")));
     let dir = cache_dir(&release)?;
+    if kmod::is_loaded(&host) {
+        writeln!(out, "the kernelx module is loaded already: nothing to do")?;
+        return Ok(());
+    }
+    let make = kmod::make_command(&dir, &kdir);
     if args.dry_run {
         writeln!(
             out,
             "would write the kernelx module's source to {}",
             dir.display()
         )?;
-        writeln!(out, "would run: {:?}", kmod::make_command(&dir, &kdir))?;
-        if kmod::is_loaded(&host) {
-            writeln!(
-                out,
-                "the kernelx module is loaded already: would not load it"
-            )?;
-        } else {
-            writeln!(
-                out,
-                "would run: insmod {} current_kprobe_addr=0x<current_kprobe in /proc/kallsyms>",
-                kmod::built_module(&dir).display()
-            )?;
-        }
+        writeln!(out, "would run: {}", kmod::render(&make))?;
+        writeln!(
+            out,
+            "would run: insmod {} current_kprobe_addr=0x<current_kprobe in /proc/kallsyms>",
+            kmod::built_module(&dir).display()
+        )?;
         return Ok(());
     }
-    if !kdir.join(".config").is_file() && !kdir.join("Makefile").is_file() {
+    if !kdir.join(".config").is_file() {
         bail!(
-            "no kernel build directory at {}: install the headers of the running kernel \
-             (Debian: apt install linux-headers-{release}) or give --kernel-dir KDIR",
+            "no configured kernel build directory at {}: install the headers of the running \
+             kernel (Debian: apt install linux-headers-{release}) or give --kernel-dir KDIR",
             kdir.display()
         );
     }
@@ -111,6 +109,7 @@ pub fn setup(args: &SetupArgs, out: &mut impl Write, err: &mut impl Write) -> an
     )?;
     let ko = kmod::build(&dir, &kdir).context("building the kernelx module")?;
     let _lock = StateLock::acquire(StateDir::system().dir())?;
+    // Another kernelx may have loaded it while this one was building.
     if kmod::is_loaded(&host) {
         writeln!(err, "the kernelx module is loaded already")?;
     } else {

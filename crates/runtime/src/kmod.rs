@@ -165,8 +165,17 @@ fn write_sources(dir: &Path) -> Result<(), ModuleError> {
     Ok(())
 }
 
+/// `command` as a shell line, for messages.
+pub fn render(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn run(mut command: Command) -> Result<(), ModuleError> {
-    let line = format!("{command:?}").replace('"', "");
+    let line = render(&command);
     let output: Output = command.output().map_err(|source| ModuleError::Command {
         command: line.clone(),
         status: source.to_string(),
