@@ -28,8 +28,9 @@ Workflow:
 Examples:
   kernelx doctor
   kernelx build pipe.toml --kernel-dir /usr/src/linux-source-6.12
-  kernelx load pipe_def_buffers --mode per-task --value 32
-  kernelx set pipe_def_buffers 64
+  kernelx load PIPE_DEF_BUFFERS --value 32
+  kernelx set PIPE_DEF_BUFFERS 64
+  kernelx status
   kernelx unload --all"
 )]
 pub struct Cli {
@@ -69,56 +70,82 @@ Examples:
 
     /// Build a plan and load it: `build` followed by `load`.
     #[command(after_help = "\
+Builds every tunable of the spec into the plan store, as `kernelx build` does, then loads each
+with --value, as `kernelx load` does (a spec of several tunables loads them all, or stops at
+the first that fails; the ones loaded before stay loaded).
+
 Examples:
-  kernelx run pipe.toml --kernel-dir /usr/src/linux-source-6.12 --value 32
-  kernelx run PIPE_DEF_BUFFERS --mode global --value 64 --timeout 5")]
+  kernelx run PIPE_DEF_BUFFERS --kernel-dir /usr/src/linux-source-6.12 \\
+      --exclude-unit fs/splice.c --exclude-unit kernel/trace/trace.c --value 32
+  kernelx run pipe.toml --kernel-dir /usr/src/linux-source-6.12 --value 32 --json")]
     Run(RunArgs),
 
     /// Load a plan (or a built tunable) into the running kernel and activate a value.
     #[command(after_help = "\
-Verifies that every probe site holds the instructions the plan expects, then attaches all of
-them or none. --mode decides when tasks switch to the new value (see `kernelx set --help`).
+In order: takes the state lock (/run/kernelx/lock; a concurrent kernelx that changes tunables
+fails at once, naming its pid), loads the kernelx module if needed (from --module or
+$KERNELX_MODULE; `kernelx setup` builds one), verifies the running kernel (its build-id must be
+the plan's, every site must hold the plan's bytes), checks that the runtime can apply every
+site and that V is in the plan's range, then attaches every probe at its verified address or
+none. Prints the probes: where, kind (pre/post), whether the kernel can jump-optimize them.
+
+Only --mode immediate exists yet (per-task and global come with issue #4, and are refused).
+The state is pinned under /sys/fs/bpf/kernelx/<TUNABLE>/ and outlives this process; loading a
+loaded tunable is an error (`kernelx unload` it first).
 
 Examples:
-  kernelx load plans/pipe_def_buffers.plan.json --value 32
-  kernelx load pipe_def_buffers --mode per-task --value 32 --timeout 10
-  kernelx load pipe_def_buffers --policy pipe_policy.bpf.c")]
+  kernelx load PIPE_DEF_BUFFERS --value 32
+  kernelx load plans/pipe.plan.json --tunable PIPE_DEF_BUFFERS --value 32 --json
+  kernelx load PIPE_DEF_BUFFERS --value 32 --module kmod/build/kernelx.ko")]
     Load(LoadArgs),
 
     /// Change the value of a loaded tunable (a map write: no reload, no compiler).
     #[command(after_help = "\
 Modes: immediate (the next use of the constant by any task sees the value), per-task (each task
 switches once none of its frames is inside a safe span), global (no task switches until none is
-inside any safe span; then all switch at once). A value outside the range the plan allows is
-refused with the reason.
+inside any safe span; then all switch at once). Only immediate exists yet; the others are
+refused (issue #4). A value outside the range the plan allows is refused with the reason, and
+nothing changes. Takes the state lock, as `kernelx load` does.
 
 Examples:
-  kernelx set pipe_def_buffers 64
-  kernelx set blk_max_request_count 32 --mode global --timeout 5")]
+  kernelx set PIPE_DEF_BUFFERS 64
+  kernelx set PIPE_DEF_BUFFERS 0x40")]
     Set(SetArgs),
 
     /// Print the current value of a loaded tunable.
     #[command(after_help = "\
+Prints V. --json prints {\"tunable\", \"value\", \"default\", \"mode\"}.
+
 Examples:
-  kernelx get pipe_def_buffers
-  kernelx get pipe_def_buffers --json")]
+  kernelx get PIPE_DEF_BUFFERS
+  kernelx get PIPE_DEF_BUFFERS --json")]
     Get(GetArgs),
 
     /// Detach a tunable (or all of them) and return to the built-in value.
     #[command(after_help = "\
-The way back follows the mode too. `--all` also cleans up after a kernelx that was killed
-mid-load: it finds everything KernelX pinned under /sys/fs/bpf/kernelx.
+The probes are disarmed first, then detached; the kernel's built-in value applies again at the
+next use. `--all` also cleans up after a kernelx that was killed mid-load: it removes
+everything KernelX pinned under /sys/fs/bpf/kernelx, loaded completely or not. Takes the state
+lock, as `kernelx load` does.
 
 Examples:
-  kernelx unload pipe_def_buffers
+  kernelx unload PIPE_DEF_BUFFERS
   kernelx unload --all")]
     Unload(UnloadArgs),
 
     /// Show the loaded tunables: value, mode, transition state, probes (and which are optimized).
     #[command(after_help = "\
+Read from the kernel: a tunable is loaded while its pins under /sys/fs/bpf/kernelx exist; hits
+and errors are its probes' counters; [OPTIMIZED] comes from /sys/kernel/debug/kprobes/list
+(the kernel optimizes a probe a moment after it is attached). The plan, mode and value are
+kept at load in /run/kernelx/tunables/ (root only). A tunable whose load was interrupted is
+listed as incomplete. --json prints {\"tunables\": [{\"name\", \"pin_dir\", \"links\",
+\"incomplete\", \"mode\", \"value\", \"default\", \"probes\": [{\"site\", \"role\", \"function\",
+\"offset\", \"address\", \"optimizable\", \"optimized\", \"hits\", \"errors\"}]}]}.
+
 Examples:
   kernelx status
-  kernelx status pipe_def_buffers --json")]
+  kernelx status PIPE_DEF_BUFFERS --json")]
     Status(StatusArgs),
 
     /// Inspect the plans that were built: list, query, delete, critical spans, safe spans.
@@ -164,11 +191,17 @@ Examples:
   kernelx doctor --json | jq '.checks[] | select(.status == \"fail\")'")]
     Doctor(DoctorArgs),
 
-    /// Install or enable what `doctor` found missing (headers, mounts, the KernelX module).
+    /// Build and load the kernelx module (its source is part of this binary).
     #[command(after_help = "\
+Writes the module's source to the cache ($XDG_CACHE_HOME/kernelx/kmod/<release>, default
+~/.cache/...), builds it there with the kernel's build directory (--kernel-dir, default
+/lib/modules/<release>/build: the linux-headers package of the running kernel) and loads it
+with the address of current_kprobe from /proc/kallsyms. Does nothing when it is loaded.
+
 Examples:
   kernelx setup --dry-run
-  kernelx setup")]
+  kernelx setup
+  kernelx setup --kernel-dir /usr/src/linux-headers-6.12.117+deb12-cloud-amd64")]
     Setup(SetupArgs),
 }
 
@@ -188,7 +221,7 @@ pub enum Mode {
 
 // `--kernel-dir`, shared by the commands that read a kernel source tree. (A `//` comment: a doc
 // comment on a flattened struct would replace the about text of the command using it.)
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct KernelDirArg {
     /// The source tree of the running kernel (default: $KERNEL_DIR).
     #[arg(long, value_name = "DIR", env = "KERNEL_DIR")]
@@ -262,21 +295,47 @@ pub struct RunArgs {
     /// An X-tune policy (BPF C) deciding the value per trigger instead of one fixed value.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// As `kernelx build --exclude-unit` (repeatable).
+    #[arg(long = "exclude-unit", value_name = "UNIT")]
+    pub exclude_units: Vec<PathBuf>,
+    #[command(flatten)]
+    pub module: ModuleArg,
+    /// Print each loaded tunable as JSON (the format of `kernelx status --json`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// A plan file, or the name of a built tunable.
+    /// A plan file (`*.json`, or any existing file), or the name of a tunable in the plan store
+    /// (`kernelx table list`).
     #[arg(value_name = "PLAN|TUNABLE")]
     pub target: String,
+    /// Which tunable of a plan file holding several.
+    #[arg(long, value_name = "NAME")]
+    pub tunable: Option<String>,
     /// The value to activate (default: the plan's source value, i.e. no change yet).
     #[arg(long, value_name = "V", allow_negative_numbers = true, value_parser = parse_value)]
     pub value: Option<i64>,
     #[command(flatten)]
     pub transition: TransitionArgs,
+    #[command(flatten)]
+    pub module: ModuleArg,
     /// An X-tune policy (BPF C) deciding the value per trigger instead of one fixed value.
     #[arg(long, value_name = "FILE", conflicts_with = "value")]
     pub policy: Option<PathBuf>,
+    /// Print the loaded tunable as JSON (the format of `kernelx status --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `--module`, shared by the commands that may have to load the kernelx module.
+#[derive(Debug, Clone, Args)]
+pub struct ModuleArg {
+    /// The kernelx module to insmod when it is not loaded (default: $KERNELX_MODULE; `kernelx
+    /// setup` builds and loads it instead).
+    #[arg(long = "module", value_name = "KO", env = "KERNELX_MODULE")]
+    pub module: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -430,8 +489,10 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    #[command(flatten)]
-    pub kernel_dir: KernelDirArg,
+    /// The kernel build directory to build the kernelx module against (default:
+    /// /lib/modules/<running release>/build).
+    #[arg(long, value_name = "KDIR")]
+    pub kernel_dir: Option<PathBuf>,
     /// Print what would be done, change nothing.
     #[arg(long)]
     pub dry_run: bool,

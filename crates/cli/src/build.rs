@@ -18,7 +18,8 @@ use crate::progress::BuildProgress;
 use crate::table::plan_store;
 
 /// Runs `kernelx build`: the report (or `--json` plan) to `out`, progress and warnings to `err`.
-pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
+/// Returns the plan (for `kernelx run`).
+pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<Plan> {
     let parsed = check_spec(args, err)?;
     let tunables: Vec<&Tunable> = selected(args, &parsed).collect();
     let Some(dir) = parsed.spec.kernel_dir.clone() else {
@@ -122,7 +123,7 @@ pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
     for path in written {
         writeln!(err, "wrote {}", path.display())?;
     }
-    Ok(())
+    Ok(plan)
 }
 
 /// Validates `args.spec` (file or macro name) and the `--tunable` selection, printing warnings

@@ -4,9 +4,16 @@
 mod args;
 mod build;
 mod doctor;
+mod load;
+mod module;
 mod progress;
+mod run;
+mod status;
 mod table;
+mod transition;
+mod tune;
 mod unavailable;
+mod unload;
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
@@ -48,6 +55,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Build(args) => {
             build::run(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            run::run(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load(args) => {
+            load::run(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Set(args) => {
+            tune::set(args, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(args) => {
+            tune::get(args, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            status::run(args, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unload(args) => {
+            unload::run(args, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Setup(args) => {
+            module::setup(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Table(args) => {

@@ -31,36 +31,16 @@ impl fmt::Display for NotAvailable {
 
 impl std::error::Error for NotAvailable {}
 
-/// What is missing for `command`; `None` for commands that work (`doctor`, `build`, `table`).
+/// What is missing for `command`; `None` for commands that work.
 pub fn not_available(command: &Command) -> Option<NotAvailable> {
     let runtime = |what: &str| format!("{what} comes with the runtime ({RUNTIME})");
     let (name, reason) = match command {
-        Command::Run(RunArgs { policy, .. }) => (
-            "run".to_owned(),
-            format!(
-                "it builds a plan (the analysis, {ANALYSIS}) and loads it (the runtime, \
-                 {RUNTIME}){}",
-                policy_note(policy.is_some())
-            ),
-        ),
-        Command::Load(LoadArgs { policy, .. }) => (
-            "load".to_owned(),
-            format!(
-                "{}{}",
-                runtime("loading plans into a live kernel"),
-                policy_note(policy.is_some())
-            ),
-        ),
-        Command::Set(_) => (
-            "set".to_owned(),
-            runtime("changing the value of a loaded tunable"),
-        ),
-        Command::Get(_) => (
-            "get".to_owned(),
-            runtime("reading the value of a loaded tunable"),
-        ),
-        Command::Unload(_) => ("unload".to_owned(), runtime("unloading tunables")),
-        Command::Status(_) => ("status".to_owned(), runtime("listing loaded tunables")),
+        Command::Run(RunArgs {
+            policy: Some(_), ..
+        }) => ("run --policy".to_owned(), policy_reason()),
+        Command::Load(LoadArgs {
+            policy: Some(_), ..
+        }) => ("load --policy".to_owned(), policy_reason()),
         Command::Trace(_) => ("trace".to_owned(), runtime("tracing live events")),
         Command::Gen(_) => (
             "gen".to_owned(),
@@ -73,14 +53,16 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
             "clean".to_owned(),
             runtime("the build cache that `clean` empties"),
         ),
-        Command::Setup(_) => (
-            "setup".to_owned(),
-            format!(
-                "{}; until then, `kernelx doctor` lists what is missing and how to fix it",
-                runtime("installing prerequisites")
-            ),
-        ),
-        Command::Doctor(_) | Command::Build(_) | Command::Table(_) => return None,
+        Command::Doctor(_)
+        | Command::Build(_)
+        | Command::Table(_)
+        | Command::Run(_)
+        | Command::Load(_)
+        | Command::Set(_)
+        | Command::Get(_)
+        | Command::Unload(_)
+        | Command::Status(_)
+        | Command::Setup(_) => return None,
     };
     Some(NotAvailable {
         command: name,
@@ -88,10 +70,6 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
     })
 }
 
-fn policy_note(policy: bool) -> String {
-    if policy {
-        format!("; `--policy` (X-tune policies) comes with {POLICY}")
-    } else {
-        String::new()
-    }
+fn policy_reason() -> String {
+    format!("X-tune policies come with {POLICY}; without --policy, --value V loads one fixed value")
 }

@@ -86,36 +86,29 @@ fn every_command_help_has_examples() {
 
 #[test]
 fn commands_not_available_yet_say_so_and_fail() {
-    let cases: &[(&[&str], &[&str])] = &[
+    let cases: &[(&[&str], &str, &[&str])] = &[
         (
-            &["run", "pipe.toml", "--value", "32"],
-            &["issue #3", "issue #4"],
+            &["run", "pipe.toml", "--policy", "p.bpf.c"],
+            "run --policy",
+            &["issue #5"],
         ),
-        (&["load", "pipe.plan.json", "--value", "32"], &["issue #4"]),
         (
             &["load", "pipe_def_buffers", "--policy", "p.bpf.c"],
-            &["issue #4", "issue #5"],
+            "load --policy",
+            &["issue #5"],
         ),
-        (
-            &["set", "pipe_def_buffers", "32", "--mode", "global"],
-            &["issue #4"],
-        ),
-        (&["get", "pipe_def_buffers"], &["issue #4"]),
-        (&["unload", "--all"], &["issue #4"]),
-        (&["unload", "pipe_def_buffers"], &["issue #4"]),
-        (&["status", "--json"], &["issue #4"]),
-        (&["trace"], &["issue #4"]),
-        (&["gen", "t", "-o", "t.bpf.c"], &["issue #5"]),
-        (&["clean", "--all"], &["issue #4"]),
-        (&["setup"], &["issue #4"]),
+        (&["trace"], "trace", &["issue #4"]),
+        (&["gen", "t", "-o", "t.bpf.c"], "gen", &["issue #5"]),
+        (&["clean", "--all"], "clean", &["issue #4"]),
     ];
-    for (args, issues) in cases {
+    for (args, command, issues) in cases {
         let output = kernelx(args);
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "kernelx {args:?}: {err}");
-        let command = format!("`kernelx {}`", args[0]);
         assert!(
-            err.starts_with(&format!("error: {command} is not available yet: ")),
+            err.starts_with(&format!(
+                "error: `kernelx {command}` is not available yet: "
+            )),
             "kernelx {args:?}: {err}"
         );
         for issue in *issues {
@@ -128,6 +121,84 @@ fn commands_not_available_yet_say_so_and_fail() {
             stdout(&output).is_empty(),
             "kernelx {args:?} printed to stdout"
         );
+    }
+}
+
+#[test]
+fn modes_other_than_immediate_are_refused_not_run_as_immediate() {
+    for args in [
+        &["load", "p.plan.json", "--value", "32", "--mode", "per-task"][..],
+        &["set", "PIPE_DEF_BUFFERS", "64", "--mode", "global"],
+        &["unload", "--all", "--mode", "2"],
+        &[
+            "run",
+            "PIPE_DEF_BUFFERS",
+            "--value",
+            "32",
+            "--mode",
+            "global",
+        ],
+    ] {
+        let output = kernelx(args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "kernelx {args:?}: {err}");
+        assert!(
+            err.starts_with("error: --mode ")
+                && err.contains("is not implemented yet")
+                && err.contains("issue #4")
+                && err.contains("nothing was changed"),
+            "kernelx {args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn load_names_a_plan_it_cannot_find() {
+    let temp = tempfile::tempdir().unwrap();
+    let output = kernelx_env(&["load", "/nonexistent/x.plan.json", "--value", "2"], &[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("reading the plan /nonexistent/x.plan.json"),
+        "{err}"
+    );
+    let output = kernelx_env(
+        &["load", "NO_SUCH_TUNABLE", "--value", "2"],
+        &[("KERNELX_PLANS", temp.path())],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`NO_SUCH_TUNABLE` is neither a plan file nor a tunable in the plan store")
+            && err.contains("kernelx table list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn runtime_help_says_what_each_command_does_to_the_kernel() {
+    for (args, needles) in [
+        (
+            &["load", "--help"][..],
+            &[
+                "/run/kernelx/lock",
+                "kernelx setup",
+                "--mode immediate",
+                "verified",
+            ][..],
+        ),
+        (&["set", "--help"], &["range", "nothing changes"]),
+        (&["status", "--help"], &["[OPTIMIZED]", "\"tunables\""]),
+        (&["unload", "--help"], &["--all", "killed mid-load"]),
+        (&["setup", "--help"], &["current_kprobe", "/lib/modules"]),
+    ] {
+        let text = stdout(&kernelx(args));
+        for needle in needles {
+            assert!(
+                text.contains(needle),
+                "kernelx {args:?} lacks {needle}:\n{text}"
+            );
+        }
     }
 }
 

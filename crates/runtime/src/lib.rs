@@ -6,9 +6,13 @@ pub mod host;
 pub mod identity;
 pub mod kallsyms;
 pub mod kcore;
+pub mod kmod;
 pub mod kprobes;
+pub mod lock;
 pub mod patching;
 pub mod sie;
+pub mod state;
+pub mod targets;
 pub mod verify;
 
 #[cfg(test)]

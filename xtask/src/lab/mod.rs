@@ -6,7 +6,7 @@ mod kernel;
 mod setup;
 mod vm;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -28,7 +28,8 @@ pub enum LabCommand {
     Run(RunArgs),
     /// Build the lab tests (integration tests named `vm_*`) and run them all in one boot.
     Test,
-    /// The main demo: set up the lab, boot the kernel and run `kernelx doctor` inside.
+    /// The main demo: set up the lab, build the PIPE_DEF_BUFFERS plan on the host, boot the
+    /// kernel and tune new pipes' size with `kernelx load`, `set`, `status` and `unload`.
     Demo,
     /// List the Debian 6.12 kernel versions the apt archives carry (for KERNELX_LAB_KERNEL).
     Versions,
@@ -163,6 +164,10 @@ pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
             "KERNELX_LAB_SOURCE".to_owned(),
             cache.kernel(kernel).source().display().to_string(),
         ),
+        (
+            "KERNELX_MODULE".to_owned(),
+            kernelx_module()?.display().to_string(),
+        ),
     ];
     exit_code(vm::run(
         cache,
@@ -194,10 +199,7 @@ const LAB_MODULES: &[LabModule] = &[
 /// in the guest would run under TCG, several times slower. make leaves an up-to-date module
 /// alone.
 fn build_module(kernel: &LabKernel, module: &LabModule) -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?;
-    let dir = root.join(module.dir);
+    let dir = repo_root()?.join(module.dir);
     eprintln!("lab: building {}", dir.display());
     // Where the headers package puts them (setup installs it).
     let kdir = format!("KDIR=/usr/src/linux-headers-{}", kernel.release());
@@ -206,19 +208,78 @@ fn build_module(kernel: &LabKernel, module: &LabModule) -> Result<()> {
         .with_context(|| format!("building {}", module.what))
 }
 
+fn repo_root() -> Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_owned())
+}
+
+/// The kernelx module as `build_module` leaves it (the lab tests and the demo load it).
+fn kernelx_module() -> Result<PathBuf> {
+    Ok(repo_root()?.join("kmod/build/kernelx.ko"))
+}
+
+/// The demo in the VM: one new pipe's size around each step. `kernelx` is a shell function
+/// so the echoed commands read as a user types them.
+const DEMO_SCRIPT: &str = r#"set -e
+kernelx() { "$KERNELX_BIN" "$@"; }
+pipe_size() { python3 -c 'import fcntl, os; r, w = os.pipe(); print(fcntl.fcntl(r, fcntl.F_GETPIPE_SZ))'; }
+step() { echo; echo "\$ $*"; "$@"; }
+step uname -r
+step pipe_size
+step kernelx load PIPE_DEF_BUFFERS --value 32
+step pipe_size
+step kernelx set PIPE_DEF_BUFFERS 64
+step pipe_size
+# The kernel jump-optimizes a probe a moment after it is attached.
+sleep 3
+step kernelx status
+step kernelx unload PIPE_DEF_BUFFERS
+step pipe_size
+"#;
+
+/// Builds the PIPE_DEF_BUFFERS plan on the host (fs/pipe.c only: see the golden test
+/// `lab_tree_pipe_def_buffers_in_fs` for why fs/splice.c and kernel/trace/trace.c keep the
+/// compiled value), then loads, sets, shows and unloads it in the VM.
 fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
+    build_module(kernel, &LAB_MODULES[1])?;
     let kernelx = cargo::build(&["build", "--package", "kernelx", "--bin", "kernelx"])?
         .into_iter()
         .find(|e| e.name == "kernelx" && !e.is_test)
         .context("cargo did not report the kernelx binary")?;
-    let script = format!(
-        "echo '$ uname -r'; uname -r\necho '$ kernelx doctor'\n'{}' doctor --kernel-dir '{}'\n",
-        kernelx.path.display(),
-        cache.kernel(kernel).source().display()
-    );
+    // target/<profile>/kernelx -> target/kernelx-demo/plans: a plan store of the demo's own.
+    let plans = kernelx
+        .path
+        .parent()
+        .and_then(Path::parent)
+        .context("the kernelx binary has no target directory")?
+        .join("kernelx-demo/plans");
+    let files = cache.kernel(kernel);
+    let mut build = Command::new(&kernelx.path);
+    build
+        .arg("build")
+        .arg("PIPE_DEF_BUFFERS")
+        .arg("--kernel-dir")
+        .arg(files.source())
+        .arg("--vmlinux")
+        .arg(files.vmlinux())
+        .args(["--exclude-unit", "fs/splice.c"])
+        .args(["--exclude-unit", "kernel/trace/trace.c"])
+        .env("KERNELX_PLANS", &plans);
+    eprintln!("lab: $ {}", process::render(&build));
+    process::run_visible(&mut build).context("building the PIPE_DEF_BUFFERS plan")?;
+    let env = vec![
+        ("KERNELX_BIN".to_owned(), kernelx.path.display().to_string()),
+        ("KERNELX_PLANS".to_owned(), plans.display().to_string()),
+        (
+            "KERNELX_MODULE".to_owned(),
+            kernelx_module()?.display().to_string(),
+        ),
+    ];
     exit_code(vm::run(
         cache,
         kernel,
-        &job(script, Vec::new(), Duration::from_secs(600))?,
+        &job(DEMO_SCRIPT.to_owned(), env, Duration::from_secs(600))?,
     )?)
 }

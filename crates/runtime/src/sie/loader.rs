@@ -114,6 +114,11 @@ impl SieRuntime {
         SieRuntime::new(DEFAULT_PIN_ROOT)
     }
 
+    /// The directory holding one pin directory per loaded tunable.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The pin directory of `tunable`.
     pub fn dir(&self, tunable: &str) -> Result<PathBuf, SieError> {
         let plain = !tunable.is_empty()

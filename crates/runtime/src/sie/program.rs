@@ -11,7 +11,8 @@ use super::SieError;
 use super::abi::{self, Action, ProbeEntry};
 
 /// Whether a probe runs before the critical span or applies the update after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProbeRole {
     /// Marks the task as having entered the span (at `probes.pre`).
     Pre,

@@ -1,0 +1,191 @@
+//! `kernelx status`, and the rendering of a loaded tunable that `load` prints too. JSON:
+//! `{"tunables": [TunableStatus]}`, the fields of `kernelx_runtime::state::TunableStatus`
+//! (listed in `kernelx status --help`).
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use kernelx_runtime::host::HostView;
+use kernelx_runtime::kprobes::Kprobes;
+use kernelx_runtime::sie::{ProbeRole, SieRuntime};
+use kernelx_runtime::state::{self, StateDir, TunableStatus};
+
+use crate::args::StatusArgs;
+
+/// Runs `kernelx status`.
+pub fn run(args: &StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let statuses = read(args.tunable.as_deref())?;
+    if args.json {
+        write_json(&statuses, out)
+    } else if statuses.is_empty() {
+        writeln!(
+            out,
+            "no tunables loaded (nothing pinned under {})",
+            SieRuntime::system().root().display()
+        )?;
+        Ok(())
+    } else {
+        statuses.iter().try_for_each(|s| render(s, out))
+    }
+}
+
+/// The status of every loaded tunable, or of `only`, from the kernel.
+pub fn read(only: Option<&str>) -> anyhow::Result<Vec<TunableStatus>> {
+    let kprobes = Kprobes::read(&HostView::system()).context("reading the kernel's kprobes")?;
+    state::status(
+        &SieRuntime::system(),
+        &StateDir::system(),
+        kprobes.as_ref(),
+        only,
+    )
+    .context("reading the loaded tunables")
+}
+
+/// `{"tunables": [...]}`.
+pub fn write_json(statuses: &[TunableStatus], out: &mut impl Write) -> anyhow::Result<()> {
+    let json = serde_json::json!({ "tunables": statuses });
+    writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+    Ok(())
+}
+
+/// One tunable for people: a summary line and a table of its probes.
+pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Some(why) = &status.incomplete {
+        writeln!(
+            out,
+            "{}: incomplete, {} probe link(s) pinned under {}: {why}",
+            status.name,
+            status.links,
+            status.pin_dir.display()
+        )?;
+        return Ok(());
+    }
+    let value = status.value.map_or("?".to_owned(), |v| v.to_string());
+    let default = status.default.map_or("?".to_owned(), |v| v.to_string());
+    let mode = status.mode.map_or("?", |m| m.name());
+    writeln!(
+        out,
+        "{}: value {value} (built-in {default}), mode {mode}, {} probes pinned under {}",
+        status.name,
+        status.probes.len(),
+        status.pin_dir.display()
+    )?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "site",
+        "probe",
+        "at",
+        "address",
+        "optimizable",
+        "kernel",
+        "hits",
+        "errors",
+    ]);
+    for p in &status.probes {
+        table.add_row([
+            p.site.clone(),
+            match p.role {
+                ProbeRole::Pre => "pre".to_owned(),
+                ProbeRole::Post => "post".to_owned(),
+            },
+            format!("{}+{:#x}", p.function, p.offset),
+            format!("{:#x}", p.address),
+            if p.optimizable { "yes" } else { "no" }.to_owned(),
+            match p.optimized {
+                Some(true) => "[OPTIMIZED]".to_owned(),
+                Some(false) => "int3".to_owned(),
+                None => "? (no debugfs)".to_owned(),
+            },
+            p.hits.to_string(),
+            p.errors.to_string(),
+        ]);
+    }
+    writeln!(out, "{table}")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use kernelx_runtime::state::{Mode, ProbeStatus};
+
+    use super::*;
+
+    fn loaded() -> TunableStatus {
+        TunableStatus {
+            name: "PIPE_DEF_BUFFERS".to_owned(),
+            pin_dir: PathBuf::from("/sys/fs/bpf/kernelx/PIPE_DEF_BUFFERS"),
+            links: 1,
+            incomplete: None,
+            mode: Some(Mode::Immediate),
+            value: Some(32),
+            default: Some(16),
+            probes: vec![ProbeStatus {
+                site: "fs/pipe.c:alloc_pipe_info+0x7c".to_owned(),
+                role: ProbeRole::Post,
+                function: "alloc_pipe_info".to_owned(),
+                offset: 0x81,
+                address: 0xffff_ffff_8130_0081,
+                optimizable: true,
+                optimized: Some(true),
+                hits: 7,
+                errors: 0,
+            }],
+        }
+    }
+
+    fn text(status: &TunableStatus) -> String {
+        let mut out = Vec::new();
+        render(status, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_loaded_tunable_shows_value_mode_and_each_probe() {
+        let text = text(&loaded());
+        assert!(
+            text.starts_with(
+                "PIPE_DEF_BUFFERS: value 32 (built-in 16), mode immediate, 1 probes pinned under \
+                 /sys/fs/bpf/kernelx/PIPE_DEF_BUFFERS\n"
+            ),
+            "{text}"
+        );
+        let row = text
+            .lines()
+            .find(|l| l.contains("alloc_pipe_info+0x81"))
+            .unwrap_or_else(|| panic!("no probe row:\n{text}"));
+        for cell in ["post", "0xffffffff81300081", "yes", "[OPTIMIZED]", " 7 "] {
+            assert!(row.contains(cell), "{cell} missing in {row}");
+        }
+    }
+
+    #[test]
+    fn an_interrupted_load_says_how_to_clean_up() {
+        let status = TunableStatus {
+            incomplete: Some("no load record: `kernelx unload --all` removes it".to_owned()),
+            probes: Vec::new(),
+            ..loaded()
+        };
+        let text = text(&status);
+        assert!(
+            text.starts_with("PIPE_DEF_BUFFERS: incomplete, 1 probe link(s) pinned under"),
+            "{text}"
+        );
+        assert!(text.contains("kernelx unload --all"), "{text}");
+    }
+
+    #[test]
+    fn json_wraps_the_statuses() {
+        let mut out = Vec::new();
+        write_json(&[loaded()], &mut out).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let t = &json["tunables"][0];
+        assert_eq!(t["value"], 32);
+        assert_eq!(t["mode"], "immediate");
+        assert_eq!(t["probes"][0]["role"], "post");
+        assert_eq!(t["probes"][0]["optimized"], true);
+        assert_eq!(t["probes"][0]["address"], "0xffffffff81300081");
+    }
+}

@@ -1,0 +1,85 @@
+//! `kernelx set` and `kernelx get`: the value of a loaded tunable. `set` is a map write checked
+//! against the plan's range; `get` reads the load record. JSON of `get`: `{"tunable", "value",
+//! "default", "mode"}`.
+
+use std::io::Write;
+
+use anyhow::{Context as _, bail};
+use kernelx_runtime::lock::StateLock;
+use kernelx_runtime::sie::{SieProgram, SieRuntime};
+use kernelx_runtime::state::{LoadRecord, StateDir};
+
+use crate::args::{GetArgs, SetArgs};
+use crate::transition;
+
+/// Runs `kernelx set`; the change to `out`.
+pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    transition::require_immediate(&args.transition)?;
+    let state = StateDir::system();
+    let _lock = StateLock::acquire(state.dir())?;
+    let runtime = SieRuntime::system();
+    let mut record = loaded_record(&runtime, &state, &args.tunable)?;
+    let tunable = record
+        .tunable()
+        .expect("loaded_record checks the tunable")
+        .clone();
+    let old = record.value;
+    tunable.range.check(args.value).with_context(|| {
+        format!(
+            "`kernelx set {} {}` is refused; nothing was changed",
+            args.tunable, args.value
+        )
+    })?;
+    let program = SieProgram::from_plan(&tunable)?;
+    runtime.set(&program, args.value).with_context(|| {
+        format!(
+            "`kernelx set {} {}` failed in the kernel",
+            args.tunable, args.value
+        )
+    })?;
+    record.value = args.value;
+    state.write(&record).with_context(|| {
+        format!(
+            "{} is set to {} in the kernel, but its record was not updated",
+            args.tunable, args.value
+        )
+    })?;
+    writeln!(out, "{}: {old} -> {}", args.tunable, args.value)?;
+    Ok(())
+}
+
+/// Runs `kernelx get`.
+pub fn get(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let record = loaded_record(&SieRuntime::system(), &StateDir::system(), &args.tunable)?;
+    if args.json {
+        let json = serde_json::json!({
+            "tunable": args.tunable,
+            "value": record.value,
+            "default": record.tunable().map(|t| t.default),
+            "mode": record.mode,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+    } else {
+        writeln!(out, "{}", record.value)?;
+    }
+    Ok(())
+}
+
+/// The record of a tunable whose pins exist.
+fn loaded_record(runtime: &SieRuntime, state: &StateDir, name: &str) -> anyhow::Result<LoadRecord> {
+    if !runtime.is_loaded(name)? {
+        bail!(
+            "tunable `{name}` is not loaded (nothing pinned at {}); `kernelx status` lists the \
+             loaded ones",
+            runtime.dir(name)?.display()
+        );
+    }
+    match state.read(name)? {
+        Some(record) if record.tunable().is_some_and(|t| t.name == name) => Ok(record),
+        Some(_) | None => bail!(
+            "tunable `{name}` is pinned at {} but has no load record: its load was interrupted; \
+             `kernelx unload {name}` (or `--all`) removes it",
+            runtime.dir(name)?.display()
+        ),
+    }
+}

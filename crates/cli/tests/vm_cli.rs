@@ -1,0 +1,409 @@
+//! The `kernelx` commands in the lab VM (`cargo xtask lab test`; ignored on the host): load,
+//! set, get, status and unload of `PIPE_DEF_BUFFERS` with the golden fs plan, seen through
+//! F_GETPIPE_SZ of new pipes; refusals that change nothing; the state lock; and the cleanup
+//! after a `kernelx load` killed with SIGKILL.
+//!
+//! Needs `kmod/build/kernelx.ko` (the lab builds it before the boot; `KERNELX_MODULE` names
+//! it), root, bpffs and debugfs. The tests share the kernel: run them one at a time (the lab
+//! does, `--test-threads=1`); each starts and ends with nothing loaded and the module out, as
+//! the runtime's lab tests expect.
+
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PLAN: &str = "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json";
+const TUNABLE: &str = "PIPE_DEF_BUFFERS";
+const PIN_ROOT: &str = "/sys/fs/bpf/kernelx";
+const PAGE: i64 = 4096;
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn module_path() -> PathBuf {
+    std::env::var_os("KERNELX_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("../../kmod/build/kernelx.ko"))
+}
+
+fn plan_path() -> String {
+    repo_path(PLAN).display().to_string()
+}
+
+/// `kernelx args`, with the module file given through `KERNELX_MODULE`.
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kernelx"));
+    command.args(args).env("KERNELX_MODULE", module_path());
+    command
+}
+
+#[track_caller]
+fn kernelx(args: &[&str]) -> Output {
+    let output = command(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running kernelx {args:?}: {e}"));
+    eprintln!(
+        "$ kernelx {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `kernelx args`, which must succeed; its stdout.
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let output = kernelx(args);
+    assert!(output.status.success(), "kernelx {args:?} failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `kernelx args`, which must fail; its stderr.
+#[track_caller]
+fn refused(args: &[&str]) -> String {
+    let output = kernelx(args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "kernelx {args:?} did not fail"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// F_GETPIPE_SZ of a new pipe.
+#[track_caller]
+fn new_pipe_size() -> i64 {
+    let (reader, _writer) = std::io::pipe().expect("pipe()");
+    // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert!(
+        size > 0,
+        "F_GETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    i64::from(size)
+}
+
+fn pinned() -> Vec<String> {
+    fs::read_dir(PIN_ROOT)
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn status_json() -> serde_json::Value {
+    serde_json::from_str(&ok(&["status", "--json"])).expect("status --json is JSON")
+}
+
+/// Polls `check` until it returns true or `limit` passes; returns whether it did.
+fn loop_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+fn module_loaded() -> bool {
+    Path::new("/sys/module/kernelx").exists()
+}
+
+/// Starts from nothing loaded and no module; leaves the same when dropped, even after a failed
+/// assertion, so the next test (of this binary or another) starts clean.
+struct Clean;
+
+impl Clean {
+    #[track_caller]
+    fn start() -> Clean {
+        assert!(
+            module_path().is_file(),
+            "{} missing: build kmod/ first",
+            module_path().display()
+        );
+        Clean::reset();
+        assert!(pinned().is_empty(), "left pinned: {:?}", pinned());
+        assert!(!module_loaded(), "the kernelx module could not be removed");
+        assert_eq!(new_pipe_size(), 16 * PAGE, "the built-in pipe size");
+        Clean
+    }
+
+    fn reset() {
+        let _ = command(&["unload", "--all"]).output();
+        // The module goes once the last program reference is released (an RCU callback).
+        loop_until(Duration::from_secs(5), || {
+            !module_loaded()
+                || Command::new("rmmod")
+                    .arg("kernelx")
+                    .status()
+                    .is_ok_and(|s| s.success())
+        });
+    }
+}
+
+impl Drop for Clean {
+    fn drop(&mut self) {
+        Clean::reset();
+    }
+}
+
+/// The golden plan with `edit` applied, written to a temporary file.
+fn edited_plan(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(repo_path(PLAN)).unwrap()).unwrap();
+    edit(&mut plan);
+    let path = dir.join(name);
+    fs::write(&path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_load_set_status_unload_tune_new_pipes() {
+    let _clean = Clean::start();
+    let plan = plan_path();
+
+    let table = ok(&["load", &plan, "--value", "32"]);
+    assert!(
+        module_loaded(),
+        "load inserted the module from KERNELX_MODULE"
+    );
+    assert!(table.contains("alloc_pipe_info+0x81"), "{table}");
+    assert_eq!(new_pipe_size(), 32 * PAGE, "after load --value 32");
+    assert_eq!(ok(&["get", TUNABLE]).trim(), "32");
+
+    ok(&["set", TUNABLE, "64"]);
+    assert_eq!(new_pipe_size(), 64 * PAGE, "after set 64");
+    assert_eq!(ok(&["get", TUNABLE]).trim(), "64");
+
+    // The kernel optimizes a probe a moment after it is attached.
+    let mut last = serde_json::Value::Null;
+    let optimized = loop_until(Duration::from_secs(10), || {
+        drop(std::io::pipe());
+        last = status_json();
+        let probes = last["tunables"][0]["probes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        probes
+            .iter()
+            .filter(|p| p["optimizable"] == true)
+            .all(|p| p["optimized"] == true)
+    });
+    let tunable = &last["tunables"][0];
+    assert!(
+        optimized,
+        "an optimizable probe is not [OPTIMIZED]: {last:#}"
+    );
+    assert_eq!(
+        last["tunables"].as_array().map(Vec::len),
+        Some(1),
+        "{last:#}"
+    );
+    assert_eq!(tunable["name"], TUNABLE);
+    assert_eq!(tunable["value"], 64);
+    assert_eq!(tunable["mode"], "immediate");
+    assert_eq!(tunable["incomplete"], serde_json::Value::Null);
+    let probes = tunable["probes"].as_array().expect("probes");
+    assert_eq!(
+        probes.len(),
+        4,
+        "three post-probes and one pre-probe: {last:#}"
+    );
+    assert!(probes.iter().any(|p| p["optimizable"] == true), "{last:#}");
+    for probe in probes {
+        assert!(
+            probe["hits"].as_u64() > Some(0),
+            "a probe never ran: {probe:#}"
+        );
+        assert_eq!(probe["errors"], 0, "{probe:#}");
+    }
+    let text = ok(&["status"]);
+    assert!(
+        text.contains("value 64 (built-in 16)") && text.contains("[OPTIMIZED]"),
+        "{text}"
+    );
+
+    assert_eq!(
+        ok(&["unload", TUNABLE]).trim(),
+        format!("unloaded {TUNABLE}")
+    );
+    assert_eq!(new_pipe_size(), 16 * PAGE, "after unload");
+    assert!(pinned().is_empty(), "left pinned: {:?}", pinned());
+    assert_eq!(status_json()["tunables"], serde_json::json!([]));
+    let err = refused(&["get", TUNABLE]);
+    assert!(err.contains("is not loaded"), "{err}");
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_bad_input_changes_nothing_and_says_why() {
+    let _clean = Clean::start();
+    let temp = tempfile::tempdir().unwrap();
+    let plan = plan_path();
+
+    // No module loaded and none given: says how to get one.
+    let output = command(&["load", &plan, "--value", "32"])
+        .env_remove("KERNELX_MODULE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("kernelx module is not loaded") && err.contains("kernelx setup"),
+        "{err}"
+    );
+    assert!(!module_loaded() && pinned().is_empty());
+
+    // Another build of the kernel.
+    let other_build = edited_plan(temp.path(), "other-build.json", |p| {
+        p["kernel"]["build_id"] = "00112233445566778899aabbccddeeff00112233".into();
+    });
+    let err = refused(&["load", &other_build, "--value", "32"]);
+    assert!(
+        err.contains("build-id 00112233445566778899aabbccddeeff00112233"),
+        "{err}"
+    );
+    assert!(pinned().is_empty());
+    assert!(
+        !module_loaded(),
+        "a refused load removes the module it inserted"
+    );
+
+    // One byte of a site changed: the site is named, nothing attached.
+    let mut changed_site = String::new();
+    let changed = edited_plan(temp.path(), "changed-byte.json", |p| {
+        let site = &mut p["tunables"][0]["sites"][0];
+        changed_site = format!(
+            "{}+{:#x}",
+            site["function"].as_str().unwrap(),
+            site["offset"].as_u64().unwrap()
+        );
+        let bytes = site["bytes"].as_str().unwrap().to_owned();
+        let first = u8::from_str_radix(&bytes[..2], 16).unwrap() ^ 0x01;
+        site["bytes"] = format!("{first:02x}{}", &bytes[2..]).into();
+    });
+    let err = refused(&["load", &changed, "--value", "32"]);
+    assert!(
+        err.contains("does not fit the running kernel") && err.contains(&changed_site),
+        "{changed_site}: {err}"
+    );
+    assert!(pinned().is_empty());
+    assert!(
+        !module_loaded(),
+        "a refused load removes the module it inserted"
+    );
+    assert_eq!(new_pipe_size(), 16 * PAGE, "after the refused loads");
+
+    // Out of range, at load and at set; a second load.
+    let err = refused(&["load", &plan, "--value", "0"]);
+    assert!(
+        err.contains("--value 0 is refused") && err.contains("[1, 1048576]"),
+        "{err}"
+    );
+    assert!(pinned().is_empty());
+    ok(&["load", &plan, "--value", "32"]);
+    let err = refused(&["set", TUNABLE, "0"]);
+    assert!(
+        err.contains("[1, 1048576]") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let err = refused(&["load", &plan, "--value", "64"]);
+    assert!(err.contains("already loaded"), "{err}");
+    assert_eq!(ok(&["get", TUNABLE]).trim(), "32");
+    assert_eq!(new_pipe_size(), 32 * PAGE, "after the refusals");
+    ok(&["unload", "--all"]);
+    assert_eq!(new_pipe_size(), 16 * PAGE);
+}
+
+/// Reads `child`'s stderr on a thread until a line contains `needle`.
+fn wait_for_line(child: &mut Child, needle: &'static str, limit: Duration) -> Option<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("(paused load) {line}");
+            if line.contains(needle) {
+                let _ = send.send(line);
+            }
+        }
+    });
+    receive.recv_timeout(limit).ok()
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_lock_refuses_concurrent_commands_and_unload_all_cleans_a_killed_load() {
+    let _clean = Clean::start();
+    let plan = plan_path();
+    // The test-only hook stops the load after pinning, holding the lock, until it is killed.
+    let mut load = command(&["load", &plan, "--value", "32"])
+        .env("KERNELX_TEST_PAUSE_AFTER_PIN", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting kernelx load");
+    let paused = wait_for_line(&mut load, "waiting to be killed", Duration::from_secs(120));
+    if paused.is_none() {
+        let _ = load.kill();
+        panic!("the load never reached the pause hook");
+    }
+    assert_eq!(pinned(), [TUNABLE]);
+    assert_eq!(
+        new_pipe_size(),
+        32 * PAGE,
+        "the paused load armed its probes"
+    );
+
+    let pid = format!("pid {}", load.id());
+    for args in [
+        &["unload", "--all"][..],
+        &["set", TUNABLE, "64"],
+        &["load", plan.as_str(), "--value", "64"],
+    ] {
+        let err = refused(args);
+        assert!(
+            err.contains("another kernelx") && err.contains(&pid),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        new_pipe_size(),
+        32 * PAGE,
+        "the refused commands changed nothing"
+    );
+
+    load.kill().expect("SIGKILL");
+    load.wait().unwrap();
+    let status = status_json();
+    let tunable = &status["tunables"][0];
+    assert_eq!(tunable["name"], TUNABLE, "{status:#}");
+    assert!(
+        tunable["incomplete"]
+            .as_str()
+            .is_some_and(|w| w.contains("unload --all")),
+        "{status:#}"
+    );
+    let err = refused(&["set", TUNABLE, "64"]);
+    assert!(err.contains("load was interrupted"), "{err}");
+
+    let out = ok(&["unload", "--all"]);
+    assert!(out.contains(&format!("unloaded {TUNABLE}")), "{out}");
+    assert!(pinned().is_empty(), "left pinned: {:?}", pinned());
+    assert_eq!(new_pipe_size(), 16 * PAGE, "after unload --all");
+    assert_eq!(
+        ok(&["unload", "--all"]).trim(),
+        format!("nothing to unload (nothing pinned under {PIN_ROOT})")
+    );
+}
