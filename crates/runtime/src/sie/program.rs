@@ -452,19 +452,48 @@ mod tests {
             (entries[3].action, entries[3].value, entries[3].mark),
             (Action::LoadReg as u64, 32, 0)
         );
-        // splice_shrink_spd: cmpl $0x10,0x14(%rdi).
-        let shrink = program
-            .probes()
-            .iter()
-            .position(|p| p.function() == "splice_shrink_spd")
-            .unwrap();
-        let e = entries[shrink];
+    }
+
+    /// The compare at +0x6b as if it read memory: `cmpl $0xffff,0x14(%rdi)`.
+    fn compare_in_memory(tunable: &mut TunablePlan) -> &mut Address {
+        let s = site(tunable, "fs/pipe.c:alloc_pipe_info+0x6b");
+        let Update::Compare { input, .. } = &mut s.recipe.update else {
+            panic!("alloc_pipe_info+0x6b is a compare");
+        };
+        *input = Input::Read {
+            place: Place::Mem {
+                addr: Address {
+                    segment: None,
+                    base: Some(Gpr::Rdi),
+                    index: None,
+                    scale: 1,
+                    disp: 0x14,
+                    rip_relative: false,
+                },
+                width: Width::W32,
+            },
+        };
+        let Input::Read {
+            place: Place::Mem { addr, .. },
+        } = input
+        else {
+            unreachable!()
+        };
+        addr
+    }
+
+    #[test]
+    fn a_compare_reads_memory_through_its_operand() {
+        let mut tunable = pipe_tunable();
+        compare_in_memory(&mut tunable);
+        let program = SieProgram::from_plan(&tunable).unwrap();
+        let e = program.entries(32).unwrap()[0];
         assert_eq!(e.action, Action::CompareMem as u64);
         assert_eq!(
             (e.operand & 0xff, (e.operand >> 8) & 0xff),
             (4, abi::reg(Gpr::Rdi))
         );
-        assert_eq!((e.disp, e.value), (0x14, 32));
+        assert_eq!((e.disp, e.value), (0x14, 4096 * 32 - 1));
     }
 
     #[test]
@@ -556,20 +585,10 @@ mod tests {
         // The span starts at 0x7c, the post-probe is at 0x81.
         assert_eq!(store.disp, 0x100 + 0x7c - 0x81);
 
-        let s = site(&mut tunable, "fs/splice.c:splice_shrink_spd+0x9");
-        let Update::Compare { input, .. } = &mut s.recipe.update else {
-            panic!("splice_shrink_spd+0x9 is a compare");
-        };
-        let Input::Read {
-            place: Place::Mem { addr, .. },
-        } = input
-        else {
-            panic!("splice_shrink_spd+0x9 reads memory");
-        };
-        addr.segment = Some(Segment::Gs);
+        compare_in_memory(&mut tunable).segment = Some(Segment::Gs);
         let err = SieProgram::from_plan(&tunable).unwrap_err().to_string();
         assert!(
-            err.contains("splice_shrink_spd+0x9") && err.contains("per-CPU"),
+            err.contains("alloc_pipe_info+0x6b") && err.contains("per-CPU"),
             "{err}"
         );
     }
