@@ -993,3 +993,48 @@ fn vm_sie_recomputes_combines_from_golden_plans() {
     drop(target);
     module.remove();
 }
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_a_value_saved_at_another_stack_pointer_is_not_used() {
+    let module = KernelxModule::insert();
+    let target = TargetModule::insert();
+    let runtime = SieRuntime::system();
+    let program = SieProgram::from_plan(&golden_target_tunable("KX_TARGET_SHL"))
+        .expect("the KX_TARGET_SHL plan is supported");
+    let [pre, post] = program.probes() else {
+        panic!("KX_TARGET_SHL: {:?} probes", program.probes().len());
+    };
+    assert_eq!((pre.role(), post.role()), (ProbeRole::Pre, ProbeRole::Post));
+    // The pre-probe runs in the debugfs read handler, which calls kx_target_shl deeper
+    // down the same task's stack: it saves a value and marks the site, but at another
+    // stack pointer than the post-probe's.
+    runtime
+        .load(&program, 9, |probe| {
+            if std::ptr::eq(probe, pre) {
+                ProbeTarget::Symbol {
+                    function: "kx_target_case_read".to_owned(),
+                    offset: 0,
+                }
+            } else {
+                ProbeTarget::symbol_of(probe)
+            }
+        })
+        .unwrap_or_else(|e| panic!("loading KX_TARGET_SHL = 9: {e}"));
+    let results: Vec<_> = [3u64, 0x1234]
+        .iter()
+        .map(|&x| (x, target.call_with("shl", x)))
+        .collect();
+    let stats = runtime.stats(&program).expect("reading the counters");
+    runtime.unload(program.tunable()).expect("unloading");
+    for (x, result) in results {
+        assert_eq!(result, (x << 7) as i64, "shl({x:#x}) kept V1: {stats:?}");
+    }
+    assert!(
+        stats[0].hits >= 2 && stats[1].hits >= 2,
+        "both probes ran: {stats:?}"
+    );
+    assert!(stats.iter().all(|s| s.errors == 0), "{stats:?}");
+    drop(target);
+    module.remove();
+}
