@@ -408,7 +408,7 @@ fn update_work(site: &Site) -> Result<UpdateWork, String> {
         Update::Load { dest } => {
             check_width(dest.width())?;
             match dest {
-                Place::Reg { reg } if reg.gpr == kernelx_plan::Gpr::Rsp => {
+                Place::Reg { reg } if reg.gpr == Gpr::Rsp => {
                     Err("it writes %rsp, which a probe never rewrites".to_owned())
                 }
                 Place::Reg { reg } => Ok(UpdateWork::LoadReg { reg }),
