@@ -93,6 +93,23 @@ struct {
 } kx_entered SEC(".maps");
 
 /*
+ * Per task: the value each saving pre-probe captured (by mark slot), with the
+ * stack pointer it ran at. A post-probe uses it only at the same stack pointer,
+ * so an interrupt that passed the same pre-probe cannot hand over its value.
+ */
+struct kx_saved {
+	__u64 value[KX_MAX_MARKS];
+	__u64 sp[KX_MAX_MARKS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kx_saved);
+} kx_saved SEC(".maps");
+
+/*
  * The general-purpose registers in hardware order (enum kernelx_reg). The
  * verifier wants every context load at a constant offset from the unmodified
  * context pointer, so they are copied once; a switch over the context would
@@ -144,30 +161,14 @@ static __always_inline __u64 merge_reg(__u64 old, __u64 value, __u64 bytes,
 	return (old & ~mask) | (value & mask);
 }
 
-/* The arithmetic flags cmp (a - b) or test (a & b) leave at @bytes wide. */
-static __always_inline __u64 compare_flags(__u64 a, __u64 b, __u64 bytes,
-					   __u64 op)
+/* ZF, SF and PF of the result @r (already @bytes wide). */
+static __always_inline __u64 result_flags(__u64 r, __u64 bytes)
 {
-	__u64 mask = width_mask(bytes);
-	__u64 sign = 1ULL << (bytes * 8 - 1);
-	__u64 flags = 0, r, parity;
+	__u64 flags = 0, parity;
 
-	a &= mask;
-	b &= mask;
-	if (op == KX_CMP) {
-		r = (a - b) & mask;
-		if (a < b)
-			flags |= KX_FLAG_CF;
-		if ((a ^ b) & (a ^ r) & sign)
-			flags |= KX_FLAG_OF;
-		if ((a ^ b ^ r) & 0x10)
-			flags |= KX_FLAG_AF;
-	} else {
-		r = a & b;
-	}
 	if (!r)
 		flags |= KX_FLAG_ZF;
-	if (r & sign)
+	if (r & (1ULL << (bytes * 8 - 1)))
 		flags |= KX_FLAG_SF;
 	parity = r & 0xff;
 	parity ^= parity >> 4;
@@ -176,6 +177,106 @@ static __always_inline __u64 compare_flags(__u64 a, __u64 b, __u64 bytes,
 	if (!(parity & 1))
 		flags |= KX_FLAG_PF;
 	return flags;
+}
+
+/* The arithmetic flags sub (a - b) leaves at @bytes wide. */
+static __always_inline __u64 sub_flags(__u64 a, __u64 b, __u64 bytes)
+{
+	__u64 mask = width_mask(bytes);
+	__u64 sign = 1ULL << (bytes * 8 - 1);
+	__u64 r, flags = 0;
+
+	a &= mask;
+	b &= mask;
+	r = (a - b) & mask;
+	if (a < b)
+		flags |= KX_FLAG_CF;
+	if ((a ^ b) & (a ^ r) & sign)
+		flags |= KX_FLAG_OF;
+	if ((a ^ b ^ r) & 0x10)
+		flags |= KX_FLAG_AF;
+	return flags | result_flags(r, bytes);
+}
+
+/* The arithmetic flags add (a + b) leaves at @bytes wide. */
+static __always_inline __u64 add_flags(__u64 a, __u64 b, __u64 bytes)
+{
+	__u64 mask = width_mask(bytes);
+	__u64 sign = 1ULL << (bytes * 8 - 1);
+	__u64 r, flags = 0;
+
+	a &= mask;
+	b &= mask;
+	r = (a + b) & mask;
+	if (r < a)
+		flags |= KX_FLAG_CF;
+	if (~(a ^ b) & (a ^ r) & sign)
+		flags |= KX_FLAG_OF;
+	if ((a ^ b ^ r) & 0x10)
+		flags |= KX_FLAG_AF;
+	return flags | result_flags(r, bytes);
+}
+
+/* The arithmetic flags cmp (a - b) or test (a & b) leave at @bytes wide. */
+static __always_inline __u64 compare_flags(__u64 a, __u64 b, __u64 bytes,
+					   __u64 op)
+{
+	if (op == KX_CMP)
+		return sub_flags(a, b, bytes);
+	/* and, or, xor and test clear CF and OF. */
+	return result_flags(a & b & width_mask(bytes), bytes);
+}
+
+/* op(a, b) at @bytes wide, as x86 computes it (shift counts masked like the CPU). */
+static __always_inline __u64 combine(__u64 op, __u64 a, __u64 b, __u64 bytes)
+{
+	__u64 mask = width_mask(bytes);
+	__u64 count = b & (bytes == 8 ? 63 : 31);
+	__u64 unused = 64 - bytes * 8;
+
+	a &= mask;
+	b &= mask;
+	switch (op) {
+	case KX_OP_ADD:
+		return (a + b) & mask;
+	case KX_OP_SUB:
+		return (a - b) & mask;
+	case KX_OP_AND:
+		return a & b;
+	case KX_OP_OR:
+		return a | b;
+	case KX_OP_XOR:
+		return a ^ b;
+	case KX_OP_SHL:
+		return (a << count) & mask;
+	case KX_OP_SHR:
+		return a >> count;
+	case KX_OP_SAR:
+		return ((__s64)(a << unused) >> unused >> count) & mask;
+	case KX_OP_IMUL: /* the low half is the same signed or unsigned */
+		return (a * b) & mask;
+	}
+	return 0;
+}
+
+/* The flags op(a, b) = @r leaves; the loader refuses flags of other ops. */
+static __always_inline int combine_flags(__u64 op, __u64 a, __u64 b, __u64 r,
+					 __u64 bytes, __u64 *out)
+{
+	switch (op) {
+	case KX_OP_ADD:
+		*out = add_flags(a, b, bytes);
+		return 0;
+	case KX_OP_SUB:
+		*out = sub_flags(a, b, bytes);
+		return 0;
+	case KX_OP_AND:
+	case KX_OP_OR:
+	case KX_OP_XOR:
+		*out = result_flags(r, bytes);
+		return 0;
+	}
+	return -1;
 }
 
 /* Reads the memory operand @p names; %gs operands are refused at load. */
@@ -245,6 +346,104 @@ static __always_inline int take_entered(__u64 mark)
 	return 1;
 }
 
+/* The slot of @mark in a per-mark array (< KX_MAX_MARKS, checked by the caller). */
+static __always_inline __u64 mark_slot(__u64 mark)
+{
+	/* As in mark_word: keeps the mask for the verifier. */
+	asm volatile("" : "+r"(mark));
+	return mark & (KX_MAX_MARKS - 1);
+}
+
+/* The view of register @reg that is @bytes wide (%ah..%bh when @high8). */
+static __always_inline int read_view(const __u64 *regs, __u64 reg, __u64 bytes,
+				     __u64 high8, __u64 *out)
+{
+	if (read_reg(regs, reg, out))
+		return -1;
+	if (high8)
+		*out >>= 8;
+	*out &= width_mask(bytes);
+	return 0;
+}
+
+/* Pre-probe: save the register view @p names for site @p->mark, then mark it. */
+static __always_inline void save_entered(struct pt_regs *ctx, struct kx_probe *p)
+{
+	__u64 regs[KX_REG_COUNT], value, slot;
+	struct kx_saved *s;
+
+	if (p->mark >= KX_MAX_MARKS)
+		return;
+	read_regs(ctx, regs);
+	if (read_view(regs, p->reg, p->width, p->high8, &value))
+		return;
+	s = bpf_task_storage_get(&kx_saved, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return;
+	slot = mark_slot(p->mark);
+	s->value[slot] = value;
+	s->sp[slot] = ctx->sp;
+	mark_entered(p->mark);
+}
+
+/* Post-probe: the value saved for @mark at this stack pointer; -1 when none. */
+static __always_inline int take_saved(struct pt_regs *ctx, __u64 mark, __u64 *out)
+{
+	struct kx_saved *s;
+	__u64 slot;
+
+	if (mark >= KX_MAX_MARKS)
+		return -1;
+	s = bpf_task_storage_get(&kx_saved, bpf_get_current_task_btf(), 0, 0);
+	if (!s)
+		return -1;
+	slot = mark_slot(mark);
+	if (s->sp[slot] != ctx->sp)
+		return -1;
+	*out = s->value[slot];
+	return 0;
+}
+
+/* reg = op(input, IV'), and the flags the consumer reads. */
+static __always_inline int apply_combine(struct pt_regs *ctx, const __u64 *regs,
+					 struct kx_probe *p)
+{
+	__u64 input, result, old, flags;
+	int err;
+
+	switch (p->input) {
+	case KX_IN_SAVED:
+		/* No value from this frame's pre-probe: leave the V1 result. */
+		if (take_saved(ctx, p->mark, &input))
+			return 0;
+		break;
+	case KX_IN_REG:
+	case KX_IN_UNDO:
+		if (read_view(regs, p->input_reg, p->input_width,
+			      p->input_high8, &input))
+			return -22;
+		if (p->input == KX_IN_UNDO)
+			input = combine(p->undo_op, input, p->undo_value,
+					p->input_width);
+		break;
+	default:
+		return -22;
+	}
+	if (read_reg(regs, p->reg, &old))
+		return -22;
+	result = combine(p->op, input, p->value, p->width);
+	if (p->flags) {
+		if (combine_flags(p->op, input, p->value, result, p->width, &flags))
+			return -22;
+		err = kernelx_set_flags(ctx, p->flags, flags);
+		if (err)
+			return err;
+	}
+	return kernelx_set_reg(ctx, p->reg,
+			       merge_reg(old, result, p->width, p->high8));
+}
+
 static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 {
 	__u64 regs[KX_REG_COUNT], old;
@@ -270,6 +469,8 @@ static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 			return -14; /* EFAULT */
 		return kernelx_set_flags(ctx, p->flags,
 					 compare_flags(old, p->value, p->width, p->op));
+	case KX_ACT_COMBINE_REG:
+		return apply_combine(ctx, regs, p);
 	}
 	return 0;
 }
@@ -300,6 +501,10 @@ int kx_sie(struct pt_regs *ctx)
 
 	if (p->action == KX_ACT_MARK) {
 		mark_entered(p->mark);
+		return 0;
+	}
+	if (p->action == KX_ACT_SAVE_REG) {
+		save_entered(ctx, p);
 		return 0;
 	}
 	/* A post-probe at a join point: only paths through the span get the update. */

@@ -29,6 +29,33 @@ enum kx_action {
 	KX_ACT_COMPARE_REG = 4,
 	/* Flags of cmp/test of a memory operand with IV'. */
 	KX_ACT_COMPARE_MEM = 5,
+	/* Pre-probe: mark, and save reg (its view: high8 shifted down) with %rsp. */
+	KX_ACT_SAVE_REG = 6,
+	/* reg = op(input, IV') at the operand's width, and the flags in `flags`. */
+	KX_ACT_COMBINE_REG = 7,
+};
+
+/* What a combine computes; undoing a seed uses ADD, SUB, XOR and IMUL too. */
+enum kx_combine_op {
+	KX_OP_ADD = 0,
+	KX_OP_SUB = 1,
+	KX_OP_AND = 2,
+	KX_OP_OR = 3,
+	KX_OP_XOR = 4,
+	KX_OP_SHL = 5,
+	KX_OP_SHR = 6,
+	KX_OP_SAR = 7,
+	KX_OP_IMUL = 8,
+};
+
+/* Where a combine's other operand comes from. */
+enum kx_input {
+	/* input_reg at the post-probe. */
+	KX_IN_REG = 0,
+	/* The value the site's pre-probe saved (KX_ACT_SAVE_REG, same mark). */
+	KX_IN_SAVED = 1,
+	/* undo_op(input_reg, undo_value): the seed's input recovered from its result. */
+	KX_IN_UNDO = 2,
 };
 
 enum kx_compare_op {
@@ -54,9 +81,15 @@ struct kx_probe {
 	__u64 high8;	/* register is %ah, %ch, %dh or %bh */
 	__u64 operand;	/* memory operand (kernelx_abi.h) */
 	__s64 disp;	/* its displacement; RIP-relative from the probe */
-	__u64 op;	/* enum kx_compare_op */
-	__u64 flags;	/* RFLAGS bits a compare writes */
+	__u64 op;	/* enum kx_compare_op, or enum kx_combine_op */
+	__u64 flags;	/* RFLAGS bits a compare or combine writes */
 	__u64 mark;	/* mark slot (pre sets, post needs), or KX_NO_MARK */
+	__u64 input;	/* combine: enum kx_input */
+	__u64 input_reg;	/* its register: enum kernelx_reg */
+	__u64 input_width;	/* its width in bytes */
+	__u64 input_high8;	/* it is %ah, %ch, %dh or %bh */
+	__u64 undo_op;	/* KX_IN_UNDO: enum kx_combine_op */
+	__u64 undo_value;	/* KX_IN_UNDO: its constant */
 };
 
 #endif /* KERNELX_SIE_H */

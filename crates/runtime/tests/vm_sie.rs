@@ -1,8 +1,8 @@
 //! SIE in the lab VM (`cargo xtask lab test`; ignored on the host, whose kernel has no kprobes
 //! and no modules): the kernelx module, the BPF program and the loader tune
-//! `PIPE_DEF_BUFFERS` with the golden fs plan, rewrite stored memory and recompute the flags of
-//! 8/16/32/64-bit compares in the target module (`tests/target-module`), and the kfuncs refuse
-//! outside a kprobe.
+//! `PIPE_DEF_BUFFERS` with the golden fs plan, rewrite stored memory, recompute the flags of
+//! 8/16/32/64-bit compares and the combines of the golden plans in the target module
+//! (`tests/target-module`), and the kfuncs refuse outside a kprobe.
 //!
 //! Needs `kmod/build/kernelx.ko` and `tests/target-module/build/kx_target.ko` (the lab builds
 //! both before the boot), root, bpffs and debugfs.
@@ -382,13 +382,43 @@ impl TargetModule {
     /// Calls the function behind debugfs file `name` on `x` and returns its result.
     #[track_caller]
     fn call_with(&self, name: &str, x: u64) -> i64 {
+        let text = self.result_text(name, x);
+        text.parse()
+            .unwrap_or_else(|e| panic!("{name}({x:#x}) returned {text:?}: {e}"))
+    }
+
+    /// The line the debugfs file `name` returns for `x`, as printed (signed or not).
+    #[track_caller]
+    fn result_text(&self, name: &str, x: u64) -> String {
         let path = format!("/sys/kernel/debug/kx_target/{name}");
         fs::write(&path, x.to_string()).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        if name == "block" {
+            return released_block_read(&path);
+        }
         let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-        text.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{path} returned {text:?}: {e}"))
+        text.trim().to_owned()
     }
+}
+
+/// Reads `block` (which sleeps in kx_target_block) on another thread, releases it once it
+/// sleeps, and returns what it read.
+#[track_caller]
+fn released_block_read(path: &str) -> String {
+    let reader = {
+        let path = path.to_owned();
+        std::thread::spawn(move || fs::read_to_string(&path))
+    };
+    let waiters = "/sys/kernel/debug/kx_target/waiters";
+    let asleep = loop_until(Duration::from_secs(10), || {
+        fs::read_to_string(waiters).is_ok_and(|n| n.trim() == "1")
+    });
+    assert!(asleep, "no reader of {path} went to sleep");
+    fs::write("/sys/kernel/debug/kx_target/release", "1").expect("writing release");
+    let text = reader
+        .join()
+        .expect("the reader of block panicked")
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    text.trim().to_owned()
 }
 
 impl Drop for TargetModule {
@@ -798,6 +828,213 @@ fn vm_sie_recomputes_compare_flags() {
     for case in &cases {
         target.check(&runtime, case);
     }
+    drop(target);
+    module.remove();
+}
+
+/// A combine constant of the target module, tuned with its golden plan: the debugfs file, the
+/// README's result formula of (x, V), whether the file prints signed numbers, and V'.
+struct CombineCase {
+    constant: &'static str,
+    file: &'static str,
+    formula: fn(u64, u64) -> u64,
+    signed: bool,
+    v_new: i64,
+}
+
+const TARGET_PLANS: &str = "../analyze/testdata/golden/target_module";
+
+#[track_caller]
+fn golden_target_tunable(constant: &str) -> TunablePlan {
+    let path = repo_path(&format!("{TARGET_PLANS}/{constant}.plan.json"));
+    let plan = Plan::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    plan.tunables
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{} has no tunable", path.display()))
+}
+
+impl TargetModule {
+    /// What `case.file` must print for `x` at V = `v`.
+    fn expected(case: &CombineCase, x: u64, v: i64) -> String {
+        let result = (case.formula)(x, v as u64);
+        if case.signed {
+            (result as i64).to_string()
+        } else {
+            result.to_string()
+        }
+    }
+
+    /// Loads `case`'s golden plan at V', checks the file for every x, unloads, and checks
+    /// it is back at V1.
+    #[track_caller]
+    fn check_combine(&self, runtime: &SieRuntime, case: &CombineCase, xs: &[u64]) {
+        let tunable = golden_target_tunable(case.constant);
+        let v1 = tunable.default;
+        assert_ne!(case.v_new, v1, "{}: V' must differ from V1", case.constant);
+        let program =
+            SieProgram::from_plan(&tunable).unwrap_or_else(|e| panic!("{}: {e}", case.constant));
+        for &x in xs {
+            assert_eq!(
+                self.result_text(case.file, x),
+                Self::expected(case, x, v1),
+                "{}({x:#x}) before loading",
+                case.file
+            );
+        }
+        runtime
+            .load(&program, case.v_new, ProbeTarget::symbol_of)
+            .unwrap_or_else(|e| panic!("loading {} = {:#x}: {e}", case.constant, case.v_new));
+        let tuned: Vec<_> = xs.iter().map(|&x| self.result_text(case.file, x)).collect();
+        let stats = runtime.stats(&program).expect("reading the counters");
+        runtime.unload(&tunable.name).expect("unloading");
+        for (&x, tuned) in xs.iter().zip(&tuned) {
+            assert_eq!(
+                *tuned,
+                Self::expected(case, x, case.v_new),
+                "{}({x:#x}) with {} = {:#x}: {stats:?}",
+                case.file,
+                case.constant,
+                case.v_new
+            );
+        }
+        assert!(
+            stats.iter().all(|s| s.errors == 0),
+            "{}: {stats:?}",
+            case.constant
+        );
+        for &x in xs {
+            assert_eq!(
+                self.result_text(case.file, x),
+                Self::expected(case, x, v1),
+                "{}({x:#x}) after unloading",
+                case.file
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_recomputes_combines_from_golden_plans() {
+    let module = KernelxModule::insert();
+    let target = TargetModule::insert();
+    let runtime = SieRuntime::system();
+    let case = |constant, file, formula, signed, v_new| CombineCase {
+        constant,
+        file,
+        formula,
+        signed,
+        v_new,
+    };
+    // The result column of tests/target-module/README.md, modulo 2^64.
+    let cases = [
+        case(
+            "KX_TARGET_ADD",
+            "add",
+            |x, v| x.wrapping_add(v),
+            false,
+            0x1000,
+        ),
+        case(
+            "KX_TARGET_SUB",
+            "sub",
+            |x, v| x.wrapping_sub(v),
+            false,
+            0x10,
+        ),
+        case(
+            "KX_TARGET_LEA",
+            "lea",
+            |x, v| (4 * x).wrapping_add(v),
+            false,
+            0x77,
+        ),
+        case("KX_TARGET_IMUL", "imul", |x, v| x.wrapping_mul(v), false, 3),
+        case("KX_TARGET_SHL", "shl", |x, v| x << v, false, 9),
+        case("KX_TARGET_SHR", "shr", |x, v| x >> v, false, 2),
+        case(
+            "KX_TARGET_SAR",
+            "sar",
+            |x, v| ((x as u32 as i32) >> v) as i64 as u64,
+            true,
+            6,
+        ),
+        case("KX_TARGET_AND", "and", |x, v| x & v, false, 0x3c3c),
+        case("KX_TARGET_OR", "or", |x, v| x | v, false, 0x101),
+        case("KX_TARGET_XOR", "xor", |x, v| x ^ v, false, 0x1234),
+        case(
+            "KX_TARGET_BLOCK",
+            "block",
+            |x, v| x.wrapping_add(v),
+            false,
+            0x99,
+        ),
+        case(
+            "KX_TARGET_SHARED",
+            "shared_a",
+            |x, v| x.min(v),
+            false,
+            0x100,
+        ),
+        case(
+            "KX_TARGET_SHARED",
+            "shared_b",
+            |x, v| x.min(v) + v,
+            false,
+            0x100,
+        ),
+    ];
+    // Small and large, with bit 31 set (negative as s32) and carries across 32 bits.
+    let xs = [0x40, 0x1234, 0xdead_beef, 0x1_ffff_fff0];
+    for case in &cases {
+        target.check_combine(&runtime, case, &xs);
+    }
+    drop(target);
+    module.remove();
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_a_value_saved_at_another_stack_pointer_is_not_used() {
+    let module = KernelxModule::insert();
+    let target = TargetModule::insert();
+    let runtime = SieRuntime::system();
+    let program = SieProgram::from_plan(&golden_target_tunable("KX_TARGET_SHL"))
+        .expect("the KX_TARGET_SHL plan is supported");
+    let [pre, post] = program.probes() else {
+        panic!("KX_TARGET_SHL: {:?} probes", program.probes().len());
+    };
+    assert_eq!((pre.role(), post.role()), (ProbeRole::Pre, ProbeRole::Post));
+    // The pre-probe runs in the debugfs read handler, which calls kx_target_shl deeper
+    // down the same task's stack: it saves a value and marks the site, but at another
+    // stack pointer than the post-probe's.
+    runtime
+        .load(&program, 9, |probe| {
+            if std::ptr::eq(probe, pre) {
+                ProbeTarget::Symbol {
+                    function: "kx_target_case_read".to_owned(),
+                    offset: 0,
+                }
+            } else {
+                ProbeTarget::symbol_of(probe)
+            }
+        })
+        .unwrap_or_else(|e| panic!("loading KX_TARGET_SHL = 9: {e}"));
+    let results: Vec<_> = [3u64, 0x1234]
+        .iter()
+        .map(|&x| (x, target.call_with("shl", x)))
+        .collect();
+    let stats = runtime.stats(&program).expect("reading the counters");
+    runtime.unload(program.tunable()).expect("unloading");
+    for (x, result) in results {
+        assert_eq!(result, (x << 7) as i64, "shl({x:#x}) kept V1: {stats:?}");
+    }
+    assert!(
+        stats[0].hits >= 2 && stats[1].hits >= 2,
+        "both probes ran: {stats:?}"
+    );
+    assert!(stats.iter().all(|s| s.errors == 0), "{stats:?}");
     drop(target);
     module.remove();
 }

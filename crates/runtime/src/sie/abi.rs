@@ -34,6 +34,46 @@ pub(crate) enum Action {
     CompareReg = 4,
     /// `KX_ACT_COMPARE_MEM`.
     CompareMem = 5,
+    /// `KX_ACT_SAVE_REG`.
+    SaveReg = 6,
+    /// `KX_ACT_COMBINE_REG`.
+    CombineReg = 7,
+}
+
+/// `enum kx_combine_op`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum CombineOp {
+    /// `KX_OP_ADD`.
+    Add = 0,
+    /// `KX_OP_SUB`.
+    Sub = 1,
+    /// `KX_OP_AND`.
+    And = 2,
+    /// `KX_OP_OR`.
+    Or = 3,
+    /// `KX_OP_XOR`.
+    Xor = 4,
+    /// `KX_OP_SHL`.
+    Shl = 5,
+    /// `KX_OP_SHR`.
+    Shr = 6,
+    /// `KX_OP_SAR`.
+    Sar = 7,
+    /// `KX_OP_IMUL`.
+    Imul = 8,
+}
+
+/// `enum kx_input`: where a combine's other operand comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum InputKind {
+    /// `KX_IN_REG`.
+    Reg = 0,
+    /// `KX_IN_SAVED`.
+    Saved = 1,
+    /// `KX_IN_UNDO`.
+    Undo = 2,
 }
 
 /// `enum kx_compare_op`.
@@ -55,6 +95,12 @@ pub(crate) struct ProbeEntry {
     pub op: u64,
     pub flags: u64,
     pub mark: u64,
+    pub input: u64,
+    pub input_reg: u64,
+    pub input_width: u64,
+    pub input_high8: u64,
+    pub undo_op: u64,
+    pub undo_value: u64,
 }
 
 /// `sizeof(struct kx_probe)`.
@@ -74,6 +120,12 @@ impl ProbeEntry {
             self.op,
             self.flags,
             self.mark,
+            self.input,
+            self.input_reg,
+            self.input_width,
+            self.input_high8,
+            self.undo_op,
+            self.undo_value,
         ]
         .iter()
         .flat_map(|field| field.to_ne_bytes())
@@ -198,8 +250,30 @@ mod tests {
             ("KX_ACT_LOAD_MEM", Action::LoadMem),
             ("KX_ACT_COMPARE_REG", Action::CompareReg),
             ("KX_ACT_COMPARE_MEM", Action::CompareMem),
+            ("KX_ACT_SAVE_REG", Action::SaveReg),
+            ("KX_ACT_COMBINE_REG", Action::CombineReg),
         ] {
             assert_eq!(c_value(SIE_H, name), action as u64, "{name}");
+        }
+        for (name, op) in [
+            ("KX_OP_ADD", CombineOp::Add),
+            ("KX_OP_SUB", CombineOp::Sub),
+            ("KX_OP_AND", CombineOp::And),
+            ("KX_OP_OR", CombineOp::Or),
+            ("KX_OP_XOR", CombineOp::Xor),
+            ("KX_OP_SHL", CombineOp::Shl),
+            ("KX_OP_SHR", CombineOp::Shr),
+            ("KX_OP_SAR", CombineOp::Sar),
+            ("KX_OP_IMUL", CombineOp::Imul),
+        ] {
+            assert_eq!(c_value(SIE_H, name), op as u64, "{name}");
+        }
+        for (name, input) in [
+            ("KX_IN_REG", InputKind::Reg),
+            ("KX_IN_SAVED", InputKind::Saved),
+            ("KX_IN_UNDO", InputKind::Undo),
+        ] {
+            assert_eq!(c_value(SIE_H, name), input as u64, "{name}");
         }
         assert_eq!(c_value(ABI_H, "KX_OPERAND_NO_REG"), OPERAND_NO_REG);
         assert_eq!(c_value(ABI_H, "KX_OPERAND_GS"), OPERAND_GS);
@@ -244,8 +318,22 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "action", "value", "reg", "width", "high8", "operand", "disp", "op", "flags",
-                "mark"
+                "action",
+                "value",
+                "reg",
+                "width",
+                "high8",
+                "operand",
+                "disp",
+                "op",
+                "flags",
+                "mark",
+                "input",
+                "input_reg",
+                "input_width",
+                "input_high8",
+                "undo_op",
+                "undo_value",
             ]
         );
         assert_eq!(PROBE_ENTRY_SIZE, fields.len() * 8);

@@ -4,8 +4,13 @@
 //! # Overview
 //!
 //! * [`SieProgram`]: a tunable's plan turned into [`Probe`]s (a post-probe per site, and a
-//!   pre-probe where the post-probe sits at a join point), refused as a whole when any site
-//!   needs an update this runtime cannot apply yet.
+//!   pre-probe where the post-probe sits at a join point or the update needs a register the
+//!   span destroys), refused as a whole when any site needs an update this runtime cannot
+//!   apply yet.
+//!
+//! A saving pre-probe keeps the register per task, in task storage by site, with the stack
+//! pointer it ran at; its post-probe uses the value only at that same stack pointer and does
+//! nothing otherwise, so an interrupt passing the same site cannot hand over its value.
 //! * [`SieRuntime`]: loads the embedded program for a [`SieProgram`] at a value V'
 //!   ([`SieRuntime::load`]), changes V' ([`SieRuntime::set`]), reads per-probe counters
 //!   ([`SieRuntime::stats`]) and unloads ([`SieRuntime::unload`]); the state lives in pinned

@@ -3,8 +3,8 @@
 //! changes anything.
 
 use kernelx_plan::{
-    Address, CompareOp, FlagSet, Input, Place, Recipe, RegOperand, Site, TunablePlan, TunableRange,
-    Update, Width,
+    Address, CombineOp, CompareOp, FlagSet, Gpr, Input, Place, Recipe, RegOperand, Site,
+    TunablePlan, TunableRange, UndoOp, Update, Width,
 };
 
 use super::SieError;
@@ -62,6 +62,8 @@ impl Probe {
 enum Work {
     /// Set mark `slot` for the current task.
     Mark { slot: u64 },
+    /// Save `reg` for the current task in `slot` (with its stack pointer), and mark it.
+    Save { slot: u64, reg: RegOperand },
     /// Apply `update` (only after mark `mark`, when set).
     Update {
         recipe: Box<Recipe>,
@@ -92,6 +94,25 @@ enum UpdateWork {
         disp: i64,
         flags: FlagSet,
     },
+    CombineReg {
+        op: abi::CombineOp,
+        reg: RegOperand,
+        input: CombineInput,
+        /// The flags the update writes: those `op` defines that the consumer reads.
+        flags: FlagSet,
+    },
+}
+
+/// Where a combine's other operand comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CombineInput {
+    Reg(RegOperand),
+    Saved,
+    Undo {
+        reg: RegOperand,
+        op: abi::CombineOp,
+        operand: u64,
+    },
 }
 
 /// The probes of one tunable, checked to be within what this runtime applies.
@@ -106,11 +127,13 @@ impl SieProgram {
     /// The probes for every site of `tunable`, or the first site this runtime cannot apply:
     /// never a part of the tunable.
     ///
-    /// Supported: [`Update::Load`] into a register or the memory just stored, and
+    /// Supported: [`Update::Load`] into a register or the memory just stored,
     /// [`Update::Compare`] of a register or memory operand (not `%gs`-relative) read at the
-    /// post-probe; pre-probes that only mark the path. Refused: combining and dividing
-    /// updates, inputs saved by a pre-probe or recovered from the seed, and more probes than
-    /// the program's map holds.
+    /// post-probe, and [`Update::Combine`] into a register of a register read at the
+    /// post-probe, recovered from the seed, or saved by the pre-probe; pre-probes that mark
+    /// the path or save a register. Refused: dividing updates, combines into memory or of
+    /// memory and address inputs, flags of shifts and `imul` that the consumer reads, and
+    /// more probes than the program's map holds.
     pub fn from_plan(tunable: &TunablePlan) -> Result<SieProgram, SieError> {
         if tunable.sites.is_empty() {
             return Err(SieError::NoSites {
@@ -126,18 +149,23 @@ impl SieProgram {
                 what,
             };
             let update = update_work(site).map_err(unsupported)?;
+            let save = saved_reg(site).map_err(unsupported)?;
             let mark = match site.probes.pre {
                 None => None,
                 Some(offset) => {
                     let slot = marks;
                     marks += 1;
+                    let work = match save {
+                        Some(reg) => Work::Save { slot, reg },
+                        None => Work::Mark { slot },
+                    };
                     probes.push(Probe {
                         site: site.id.clone(),
                         function: site.function.clone(),
                         offset,
                         role: ProbeRole::Pre,
                         jump_optimizable: false,
-                        work: Work::Mark { slot },
+                        work,
                     });
                     Some(slot)
                 }
@@ -199,6 +227,14 @@ impl SieProgram {
                 Work::Mark { slot } => Ok(ProbeEntry {
                     action: Action::Mark as u64,
                     mark: *slot,
+                    ..ProbeEntry::default()
+                }),
+                Work::Save { slot, reg } => Ok(ProbeEntry {
+                    action: Action::SaveReg as u64,
+                    mark: *slot,
+                    reg: abi::reg(reg.gpr),
+                    width: u64::from(reg.width.bytes()),
+                    high8: u64::from(reg.high8),
                     ..ProbeEntry::default()
                 }),
                 Work::Update {
@@ -273,18 +309,89 @@ fn update_entry(update: UpdateWork, iv: u64, mark: u64) -> ProbeEntry {
             flags: flags.mask(),
             ..base
         },
+        UpdateWork::CombineReg {
+            op,
+            reg,
+            input,
+            flags,
+        } => {
+            let entry = ProbeEntry {
+                action: Action::CombineReg as u64,
+                reg: abi::reg(reg.gpr),
+                width: u64::from(reg.width.bytes()),
+                high8: u64::from(reg.high8),
+                op: op as u64,
+                flags: flags.mask(),
+                ..base
+            };
+            let read = |from: RegOperand| ProbeEntry {
+                input_reg: abi::reg(from.gpr),
+                input_width: u64::from(from.width.bytes()),
+                input_high8: u64::from(from.high8),
+                ..entry
+            };
+            match input {
+                CombineInput::Reg(from) => ProbeEntry {
+                    input: abi::InputKind::Reg as u64,
+                    ..read(from)
+                },
+                CombineInput::Saved => ProbeEntry {
+                    input: abi::InputKind::Saved as u64,
+                    ..entry
+                },
+                CombineInput::Undo {
+                    reg: from,
+                    op,
+                    operand,
+                } => ProbeEntry {
+                    input: abi::InputKind::Undo as u64,
+                    undo_op: op as u64,
+                    undo_value: operand,
+                    ..read(from)
+                },
+            }
+        }
+    }
+}
+
+/// The register the pre-probe of `site` saves, or why this runtime cannot save it. A save
+/// only serves a combine's saved input: any other recipe that asks for one is refused.
+fn saved_reg(site: &Site) -> Result<Option<RegOperand>, String> {
+    let recipe = &site.recipe;
+    let Some(place) = recipe.save else {
+        return Ok(None);
+    };
+    let uses_saved = matches!(
+        recipe.update,
+        Update::Combine {
+            input: Input::Saved,
+            ..
+        }
+    );
+    if !uses_saved {
+        return Err(format!(
+            "its pre-probe must save {} (saved inputs are supported for combines only)",
+            place_text(&place)
+        ));
+    }
+    if site.probes.pre.is_none() {
+        return Err(format!(
+            "it must save {} but the plan places no pre-probe",
+            place_text(&place)
+        ));
+    }
+    match place {
+        Place::Reg { reg } => Ok(Some(reg)),
+        Place::Mem { .. } => Err(format!(
+            "its pre-probe must save {} (saving memory is not supported yet)",
+            place_text(&place)
+        )),
     }
 }
 
 /// What the post-probe of `site` does, or why this runtime cannot do it.
 fn update_work(site: &Site) -> Result<UpdateWork, String> {
     let recipe = &site.recipe;
-    if let Some(place) = recipe.save {
-        return Err(format!(
-            "its pre-probe must save {} (saved inputs are not supported yet)",
-            place_text(&place)
-        ));
-    }
     let operand = |addr: &Address, width: Width| -> Result<(u64, i64), String> {
         let packed = abi::pack_operand(addr, width)
             .ok_or_else(|| format!("memory operand {addr} uses %fs"))?;
@@ -301,7 +408,7 @@ fn update_work(site: &Site) -> Result<UpdateWork, String> {
         Update::Load { dest } => {
             check_width(dest.width())?;
             match dest {
-                Place::Reg { reg } if reg.gpr == kernelx_plan::Gpr::Rsp => {
+                Place::Reg { reg } if reg.gpr == Gpr::Rsp => {
                     Err("it writes %rsp, which a probe never rewrites".to_owned())
                 }
                 Place::Reg { reg } => Ok(UpdateWork::LoadReg { reg }),
@@ -356,13 +463,107 @@ fn update_work(site: &Site) -> Result<UpdateWork, String> {
                 }
             }
         }
-        Update::Combine { op, .. } => Err(format!(
-            "its update combines IV' with other inputs ({op:?}; not supported yet)"
-        )),
+        Update::Combine {
+            op,
+            dest,
+            input,
+            flags,
+        } => combine_work(recipe, op, dest, input, flags),
         Update::Divide { .. } => {
             Err("its update recomputes a magic division (not supported yet)".to_owned())
         }
     }
+}
+
+fn combine_work(
+    recipe: &Recipe,
+    op: CombineOp,
+    dest: Place,
+    input: Input,
+    flags: FlagSet,
+) -> Result<UpdateWork, String> {
+    let Place::Reg { reg } = dest else {
+        return Err(format!(
+            "its update combines IV' into {} (combines into memory are not supported yet)",
+            place_text(&dest)
+        ));
+    };
+    check_width(reg.width)?;
+    if reg.gpr == Gpr::Rsp {
+        return Err("it writes %rsp, which a probe never rewrites".to_owned());
+    }
+    // The reference also defines the flags nobody reads; leaving those as V1 left them
+    // is not observable, and it keeps the program to the flags it computes.
+    let flags = flags.intersection(recipe.consumers);
+    if !FlagSet::ARITHMETIC.contains_all(flags) {
+        return Err(format!(
+            "it writes flags other than the arithmetic ones ({flags})"
+        ));
+    }
+    let kx_op = match op {
+        CombineOp::Add | CombineOp::Lea => abi::CombineOp::Add,
+        CombineOp::Sub => abi::CombineOp::Sub,
+        CombineOp::And => abi::CombineOp::And,
+        CombineOp::Or => abi::CombineOp::Or,
+        CombineOp::Xor => abi::CombineOp::Xor,
+        CombineOp::Shl => abi::CombineOp::Shl,
+        CombineOp::Shr => abi::CombineOp::Shr,
+        CombineOp::Sar => abi::CombineOp::Sar,
+        CombineOp::Imul => abi::CombineOp::Imul,
+    };
+    let computes_flags = !matches!(
+        op,
+        CombineOp::Shl | CombineOp::Shr | CombineOp::Sar | CombineOp::Imul
+    );
+    if !flags.is_empty() && !computes_flags {
+        return Err(format!(
+            "the code after it reads the flags ({flags}) of its {op:?} combine (only add, sub \
+             and logic flags are computed yet)"
+        ));
+    }
+    let read_reg = |place: Place| match place {
+        Place::Reg { reg } => {
+            check_width(reg.width)?;
+            Ok(reg)
+        }
+        Place::Mem { .. } => Err(format!(
+            "its combine input is {} (memory inputs are not supported yet)",
+            place_text(&place)
+        )),
+    };
+    let input = match input {
+        Input::Read { place } => CombineInput::Reg(read_reg(place)?),
+        Input::Saved if recipe.save.is_some() => CombineInput::Saved,
+        Input::Saved => {
+            return Err(
+                "its combine input is saved by a pre-probe, but the recipe names \
+                        nothing to save"
+                    .to_owned(),
+            );
+        }
+        Input::Undo { place, op, operand } => CombineInput::Undo {
+            reg: read_reg(place)?,
+            op: match op {
+                UndoOp::Sub => abi::CombineOp::Sub,
+                UndoOp::Add => abi::CombineOp::Add,
+                UndoOp::Xor => abi::CombineOp::Xor,
+                UndoOp::Mul => abi::CombineOp::Imul,
+            },
+            operand,
+        },
+        Input::Address { .. } => {
+            return Err(format!(
+                "its combine input is {} (not supported yet)",
+                input_kind(&input)
+            ));
+        }
+    };
+    Ok(UpdateWork::CombineReg {
+        op: kx_op,
+        reg,
+        input,
+        flags,
+    })
 }
 
 fn check_width(width: Width) -> Result<(), String> {
@@ -542,7 +743,7 @@ mod tests {
         };
         let err = SieProgram::from_plan(&tunable).unwrap_err().to_string();
         assert!(
-            err.contains("alloc_pipe_info+0x7c") && err.contains("combines"),
+            err.contains("alloc_pipe_info+0x7c") && err.contains("nothing to save"),
             "{err}"
         );
 
@@ -591,6 +792,220 @@ mod tests {
             err.contains("alloc_pipe_info+0x6b") && err.contains("per-CPU"),
             "{err}"
         );
+    }
+
+    #[track_caller]
+    fn target_tunable(constant: &str) -> TunablePlan {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("{TARGET_PLANS}/{constant}.plan.json"));
+        let plan = Plan::read(&path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"));
+        plan.tunables
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{path:?} has no tunable"))
+    }
+
+    const TARGET_PLANS: &str = "../analyze/testdata/golden/target_module";
+
+    /// The post-probe entry of a one-site tunable for V' = `value`, and its pre-probe's.
+    #[track_caller]
+    fn combine_entries(constant: &str, value: i64) -> (ProbeEntry, Option<ProbeEntry>) {
+        let program = SieProgram::from_plan(&target_tunable(constant)).unwrap();
+        let entries = program.entries(value).unwrap();
+        match entries[..] {
+            [post] => (post, None),
+            [pre, post] => (post, Some(pre)),
+            _ => panic!("{constant}: {} probes", entries.len()),
+        }
+    }
+
+    #[test]
+    fn combines_undoing_the_seed_recover_the_input_with_iv_of_v1() {
+        let rax = abi::reg(Gpr::Rax);
+        // (constant, op, undo op, its constant: IV(V1) or its inverse)
+        for (constant, op, undo, operand) in [
+            (
+                "KX_TARGET_ADD",
+                abi::CombineOp::Add,
+                abi::CombineOp::Sub,
+                0x2a5,
+            ),
+            (
+                "KX_TARGET_SUB",
+                abi::CombineOp::Sub,
+                abi::CombineOp::Add,
+                0x1d3,
+            ),
+            (
+                "KX_TARGET_LEA",
+                abi::CombineOp::Add,
+                abi::CombineOp::Sub,
+                0x3c1,
+            ),
+            (
+                "KX_TARGET_XOR",
+                abi::CombineOp::Xor,
+                abi::CombineOp::Xor,
+                0x5a5a5,
+            ),
+            (
+                "KX_TARGET_IMUL",
+                abi::CombineOp::Imul,
+                abi::CombineOp::Imul,
+                12_988_774_525_627_339_901,
+            ),
+        ] {
+            let (post, pre) = combine_entries(constant, 1000);
+            assert_eq!(pre, None, "{constant}");
+            assert_eq!(post.action, Action::CombineReg as u64, "{constant}");
+            assert_eq!((post.op, post.value), (op as u64, 1000), "{constant}");
+            assert_eq!(
+                (post.reg, post.width, post.high8),
+                (rax, 8, 0),
+                "{constant}"
+            );
+            assert_eq!(post.input, abi::InputKind::Undo as u64, "{constant}");
+            assert_eq!(
+                (
+                    post.input_reg,
+                    post.input_width,
+                    post.undo_op,
+                    post.undo_value
+                ),
+                (rax, 8, undo as u64, operand),
+                "{constant}"
+            );
+            // Nothing after the span reads the flags: they stay as V1 left them.
+            assert_eq!(post.flags, 0, "{constant}");
+            assert_eq!(post.mark, abi::NO_MARK, "{constant}");
+        }
+        // The inverse of 1237 modulo 2^64 undoes the seed.
+        let (imul, _) = combine_entries("KX_TARGET_IMUL", 3);
+        assert_eq!(imul.undo_value.wrapping_mul(1237), 1);
+    }
+
+    #[test]
+    fn combines_of_a_destroyed_input_save_it_at_the_pre_probe() {
+        let rax = abi::reg(Gpr::Rax);
+        for (constant, op, width, value) in [
+            ("KX_TARGET_SHL", abi::CombineOp::Shl, 8, 9),
+            ("KX_TARGET_SHR", abi::CombineOp::Shr, 8, 2),
+            ("KX_TARGET_SAR", abi::CombineOp::Sar, 4, 6),
+            ("KX_TARGET_AND", abi::CombineOp::And, 4, 0x3c3c),
+            ("KX_TARGET_OR", abi::CombineOp::Or, 8, 0x101),
+        ] {
+            let (post, pre) = combine_entries(constant, value);
+            let pre = pre.unwrap_or_else(|| panic!("{constant} has no pre-probe"));
+            assert_eq!(
+                (pre.action, pre.reg, pre.width, pre.high8),
+                (Action::SaveReg as u64, rax, width, 0),
+                "{constant}"
+            );
+            assert_eq!(post.action, Action::CombineReg as u64, "{constant}");
+            assert_eq!(post.input, abi::InputKind::Saved as u64, "{constant}");
+            assert_eq!(
+                (post.op, post.value),
+                (op as u64, value as u64),
+                "{constant}"
+            );
+            assert_eq!((post.reg, post.width), (rax, width), "{constant}");
+            // The post-probe takes the value its own pre-probe saved.
+            assert_eq!(post.mark, pre.mark, "{constant}");
+            assert_ne!(post.mark, abi::NO_MARK, "{constant}");
+        }
+    }
+
+    #[test]
+    fn combines_in_a_shared_tunable_sit_beside_loads() {
+        let program = SieProgram::from_plan(&target_tunable("KX_TARGET_SHARED")).unwrap();
+        let entries = program.entries(77).unwrap();
+        let actions: Vec<_> = entries.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                Action::LoadReg as u64,
+                Action::LoadReg as u64,
+                Action::CombineReg as u64
+            ]
+        );
+        assert_eq!((entries[2].value, entries[2].undo_value), (77, 0x5a5));
+        let (block, None) = combine_entries("KX_TARGET_BLOCK", 5) else {
+            panic!("KX_TARGET_BLOCK has no pre-probe");
+        };
+        assert_eq!(
+            (block.reg, block.input_reg, block.undo_value),
+            (abi::reg(Gpr::Rbx), abi::reg(Gpr::Rbx), 0x6b1d)
+        );
+    }
+
+    #[test]
+    fn combines_write_the_flags_their_consumer_reads() {
+        let mut tunable = target_tunable("KX_TARGET_ADD");
+        tunable.sites[0].recipe.consumers = FlagSet::from_rflags(0x41); // CF|ZF
+        let program = SieProgram::from_plan(&tunable).unwrap();
+        assert_eq!(program.entries(1).unwrap()[0].flags, 0x41);
+
+        let mut tunable = target_tunable("KX_TARGET_SHL");
+        tunable.sites[0].recipe.consumers = FlagSet::from_rflags(0x40); // ZF
+        let err = SieProgram::from_plan(&tunable).unwrap_err().to_string();
+        assert!(
+            err.contains("kx_target_shl+0xc") && err.contains("Shl") && err.contains("flags"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_combines_are_refused_naming_the_site() {
+        let refusal = |constant: &str, change: &dyn Fn(&mut Recipe)| {
+            let mut tunable = target_tunable(constant);
+            change(&mut tunable.sites[0].recipe);
+            SieProgram::from_plan(&tunable).unwrap_err().to_string()
+        };
+        let mem = Place::Mem {
+            addr: Address {
+                segment: None,
+                base: Some(Gpr::Rdi),
+                index: None,
+                scale: 1,
+                disp: 8,
+                rip_relative: false,
+            },
+            width: Width::W64,
+        };
+        let err = refusal("KX_TARGET_ADD", &|r| {
+            if let Update::Combine { dest, .. } = &mut r.update {
+                *dest = mem;
+            }
+        });
+        assert!(
+            err.contains("kx_target_add+0xc") && err.contains("memory"),
+            "{err}"
+        );
+        let err = refusal("KX_TARGET_ADD", &|r| {
+            if let Update::Combine { input, .. } = &mut r.update {
+                *input = Input::Read { place: mem };
+            }
+        });
+        assert!(err.contains("memory inputs"), "{err}");
+        let err = refusal("KX_TARGET_ADD", &|r| {
+            if let Update::Combine { input, .. } = &mut r.update {
+                *input = Input::Address {
+                    base: Some(Gpr::Rdi),
+                    index: None,
+                    scale: 1,
+                };
+            }
+        });
+        assert!(err.contains("an address computed"), "{err}");
+        let err = refusal("KX_TARGET_OR", &|r| r.save = Some(mem));
+        assert!(
+            err.contains("kx_target_or+0xc") && err.contains("saving memory"),
+            "{err}"
+        );
+        let mut tunable = target_tunable("KX_TARGET_OR");
+        tunable.sites[0].probes.pre = None;
+        let err = SieProgram::from_plan(&tunable).unwrap_err().to_string();
+        assert!(err.contains("no pre-probe"), "{err}");
     }
 
     #[test]
