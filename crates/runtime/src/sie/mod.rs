@@ -126,23 +126,24 @@ pub enum SieError {
         /// The map's size.
         max: usize,
     },
-    /// V' is outside the tunable's valid range.
-    #[error("tunable '{tunable}': {source}")]
+    /// V' is outside the tunable's valid range. (The reason is in the message, not chained as
+    /// a source: a report that prints causes would say it twice.)
+    #[error("tunable '{tunable}': {reason}")]
     OutOfRange {
         /// The tunable.
         tunable: String,
         /// The range and the bound that rejects the value.
-        source: TunableOutOfRange,
+        reason: TunableOutOfRange,
     },
     /// A site's relation cannot produce IV' for V' (inside the tunable's range: a plan bug).
-    #[error("tunable '{tunable}', site {site}: {source}")]
+    #[error("tunable '{tunable}', site {site}: {reason}")]
     SiteOutOfRange {
         /// The tunable.
         tunable: String,
         /// The site.
         site: String,
         /// Why.
-        source: OutOfRange,
+        reason: OutOfRange,
     },
     /// The tunable's name cannot be a directory name.
     #[error("tunable name '{tunable}' cannot name a pin directory (it must be a plain file name)")]
