@@ -404,17 +404,7 @@ fn pin_all(
     mut object: Object,
     links: &mut [Link],
 ) -> Result<(), SieError> {
-    let io_error = |action, path: &Path| {
-        let tunable = tunable.to_owned();
-        let path = path.to_owned();
-        move |source| SieError::Io {
-            tunable,
-            action,
-            path,
-            source,
-        }
-    };
-    fs::create_dir_all(root).map_err(io_error("creating", root))?;
+    fs::create_dir_all(root).map_err(io_error(tunable, "creating", root))?;
     // create_dir, not create_dir_all: a concurrent load of the same tunable fails here.
     fs::create_dir(dir).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
@@ -423,7 +413,7 @@ fn pin_all(
                 dir: dir.to_owned(),
             }
         } else {
-            io_error("creating", dir)(source)
+            io_error(tunable, "creating", dir)(source)
         }
     })?;
     let pin_error = |path: &Path| {
@@ -460,23 +450,29 @@ fn pin_all(
     Ok(())
 }
 
+/// The error of a file-system `action` on `path` of `tunable`'s pins.
+fn io_error(
+    tunable: &str,
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> SieError {
+    let tunable = tunable.to_owned();
+    let path = path.to_owned();
+    move |source| SieError::Io {
+        tunable,
+        action,
+        path,
+        source,
+    }
+}
+
 /// Removes the pins in `dir` (links first) and `dir` itself.
 fn remove_pins(tunable: &str, dir: &Path) -> Result<(), SieError> {
-    let io_error = |action, path: &Path| {
-        let tunable = tunable.to_owned();
-        let path = path.to_owned();
-        move |source| SieError::Io {
-            tunable,
-            action,
-            path,
-            source,
-        }
-    };
     let mut pins: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(io_error("listing", dir))?
+        .map_err(io_error(tunable, "listing", dir))?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()
-        .map_err(io_error("listing", dir))?;
+        .map_err(io_error(tunable, "listing", dir))?;
     // Links before the program and maps they hold.
     pins.sort_by_key(|p| {
         let is_link = p
@@ -485,7 +481,7 @@ fn remove_pins(tunable: &str, dir: &Path) -> Result<(), SieError> {
         (!is_link, p.clone())
     });
     for pin in &pins {
-        fs::remove_file(pin).map_err(io_error("removing", pin))?;
+        fs::remove_file(pin).map_err(io_error(tunable, "removing", pin))?;
     }
-    fs::remove_dir(dir).map_err(io_error("removing", dir))
+    fs::remove_dir(dir).map_err(io_error(tunable, "removing", dir))
 }
