@@ -64,7 +64,7 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         section("lab tests (in the VM)");
-        lab::test(&cache, &kernel)?
+        lab::test(&cache, &kernel, &lab::TestArgs::all())?
     };
     eprintln!("ci: finished in {:.0}s", start.elapsed().as_secs_f64());
     Ok(code)

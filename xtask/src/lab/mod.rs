@@ -27,7 +27,7 @@ pub enum LabCommand {
     /// Example: cargo xtask lab run -- 'uname -r; cat /sys/kernel/debug/kprobes/list'
     Run(RunArgs),
     /// Build the lab tests (integration tests named `vm_*`) and run them all in one boot.
-    Test,
+    Test(TestArgs),
     /// The main demo: set up the lab, build the PIPE_DEF_BUFFERS plan on the host, boot the
     /// kernel and tune new pipes' size with `kernelx load`, `set`, `status` and `unload`.
     Demo,
@@ -43,6 +43,25 @@ pub struct SetupArgs {
     /// Skip the 341 MB vmlinux with debug symbols.
     #[arg(long)]
     no_debug_vmlinux: bool,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Run only the test binaries with these names (e.g. `vm_sie`); all when none is given.
+    #[arg(long = "binary", value_name = "NAME")]
+    binaries: Vec<String>,
+    /// Passed to every test binary: run only the tests whose names contain it.
+    filter: Option<String>,
+}
+
+impl TestArgs {
+    /// Every lab test.
+    pub fn all() -> Self {
+        Self {
+            binaries: Vec::new(),
+            filter: None,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -75,9 +94,9 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
             )?;
             exit_code(vm::run(&cache, &kernel, &job)?)
         }
-        LabCommand::Test => {
+        LabCommand::Test(args) => {
             setup::check_bootable(&cache, &kernel)?;
-            test(&cache, &kernel)
+            test(&cache, &kernel, &args)
         }
         LabCommand::Demo => {
             setup_all(
@@ -136,23 +155,37 @@ fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
     ))
 }
 
-/// Runs every `vm_*` integration test binary of the workspace in one boot.
-pub fn test(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
+/// Runs the `vm_*` integration test binaries of the workspace (all, or those `args` select) in
+/// one boot.
+pub fn test(cache: &Cache, kernel: &LabKernel, args: &TestArgs) -> Result<ExitCode> {
     for module in LAB_MODULES {
         build_module(kernel, module)?;
     }
     let tests: Vec<_> = cargo::build(&["test", "--workspace", "--no-run"])?
         .into_iter()
         .filter(|e| e.is_test && e.name.starts_with("vm_"))
+        .filter(|e| args.binaries.is_empty() || args.binaries.contains(&e.name))
         .collect();
     if tests.is_empty() {
-        bail!("no `vm_*` integration tests were built; the lab test suite is missing");
+        bail!(
+            "no `vm_*` integration test binaries were built{}; the lab test suite is missing",
+            if args.binaries.is_empty() {
+                String::new()
+            } else {
+                format!(" named {}", args.binaries.join(", "))
+            }
+        );
     }
+    let filter = args
+        .filter
+        .as_deref()
+        .map(|f| format!(" '{}'", f.replace('\'', "")))
+        .unwrap_or_default();
     // The lab tests are #[ignore]d on the host (they need the VM's kernel); run only those.
     let mut script = String::from("failed=0\n");
     for test in &tests {
         script.push_str(&format!(
-            "echo '== lab tests: {}'\n'{}' --ignored --test-threads=1 || failed=1\n",
+            "echo '== lab tests: {}'\n'{}' --ignored --test-threads=1{filter} || failed=1\n",
             test.name,
             test.path.display()
         ));
