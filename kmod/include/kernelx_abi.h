@@ -64,4 +64,46 @@ enum kernelx_reg {
 #define KX_OPERAND_INDEX(op) (((op) >> 16) & 0xff)
 #define KX_OPERAND_SCALE(op) (((op) >> 24) & 0xff)
 
+/*
+ * Global consistency (/dev/kernelx, root only). A tunable in global mode reads
+ * its active generation with the kfunc kernelx_active_gen(key), where key is
+ * the id of the tunable's kx_control map; a generation the module has never
+ * been given reads as 0 (the values the kernel was compiled with).
+ *
+ * KX_IOC_COMMIT makes @gen the active generation of @key only if, with every
+ * CPU stopped (stop_machine), no task's instruction pointer or return address
+ * lies in any of the @count half-open address ranges at @ranges; otherwise it
+ * fails with EBUSY and names one such task and address. Either way nothing
+ * changes for anyone until the machine is released, so activation is atomic.
+ * KX_IOC_ACTIVE reads @gen back; KX_IOC_RELEASE forgets @key.
+ */
+#define KX_GLOBAL_MAX_TUNABLES 64
+#define KX_GLOBAL_MAX_RANGES 256
+
+struct kx_range {
+	__u64 start;
+	__u64 end;
+};
+
+struct kx_commit {
+	__u64 key;		/* in */
+	__u64 gen;		/* in */
+	__u64 ranges;		/* in: user address of struct kx_range[count] */
+	__u32 count;		/* in: at most KX_GLOBAL_MAX_RANGES */
+	__s32 blocker_pid;	/* out (EBUSY): a task inside a range */
+	__u64 blocker_addr;	/* out (EBUSY): its address in the range */
+	__u64 stopped_ns;	/* out: how long the machine was stopped */
+	__u64 tasks;		/* out: how many tasks were checked */
+};
+
+struct kx_active {
+	__u64 key;		/* in */
+	__u64 gen;		/* out */
+};
+
+#define KX_IOC_MAGIC 'x'
+#define KX_IOC_COMMIT _IOWR(KX_IOC_MAGIC, 1, struct kx_commit)
+#define KX_IOC_ACTIVE _IOWR(KX_IOC_MAGIC, 2, struct kx_active)
+#define KX_IOC_RELEASE _IOW(KX_IOC_MAGIC, 3, __u64)
+
 #endif /* KERNELX_ABI_H */
