@@ -12,6 +12,7 @@
 typedef unsigned char __u8;
 typedef unsigned int __u32;
 typedef unsigned long long __u64;
+typedef int __s32;
 typedef long long __s64;
 
 #include "sie.h"
