@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * kernelx: the narrow kernel-write primitives of KernelX's Scoped Indirect
- * Execution, as kfuncs for kprobe BPF programs.
+ * Execution, as kfuncs for kprobe BPF programs, and the quiescence check of
+ * its global consistency mode.
  *
  * A KernelX probe sits right after an instruction that a constant reached and
  * rewrites the state that instruction left (a register, the arithmetic flags,
@@ -14,18 +15,36 @@
  * its per-CPU address comes in as a module parameter, read by the loader from
  * /proc/kallsyms, and is checked at load time by a kprobe on this module's own
  * code before any kfunc can use it.
+ *
+ * Global mode (/dev/kernelx) keeps one active generation per tunable, which
+ * the probes read with kernelx_active_gen(); a new generation becomes active
+ * only inside a stop_machine() callback that found no task inside the
+ * tunable's safe spans. The only memory this part writes is its own table.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bpf.h>
 #include <linux/btf.h>
 #include <linux/btf_ids.h>
+#include <linux/capability.h>
+#include <linux/fs.h>
 #include <linux/kprobes.h>
+#include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/ptrace.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task_stack.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
+#include <linux/stop_machine.h>
+#include <linux/string.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <asm/pgtable_types.h>
+#include <asm/unwind.h>
 
 #include "include/kernelx_abi.h"
 
@@ -135,6 +154,19 @@ static bool kx_writable_data(unsigned long addr, u64 size)
 	return pte && pte_present(*pte) && pte_write(*pte) && !pte_exec(*pte);
 }
 
+/*
+ * The active generation of each tunable in global mode. A slot is free while
+ * its key is 0 (BPF map ids start at 1). Slots are taken and freed under
+ * kx_global_lock; a gen changes only in kx_commit_stopped(), while every CPU
+ * is stopped, which is what makes a switch atomic for all tasks.
+ */
+struct kx_gen_slot {
+	u64 key;
+	u64 gen;
+};
+
+static struct kx_gen_slot kx_gens[KX_GLOBAL_MAX_TUNABLES];
+
 __bpf_kfunc_start_defs();
 
 /**
@@ -230,12 +262,38 @@ out:
 	return ret;
 }
 
+/**
+ * kernelx_active_gen() - The active generation of a tunable in global mode.
+ * @key: the tunable's key, the id of its kx_control map.
+ *
+ * Reads only this module's table, without locks: a slot's gen is written
+ * before its key is published (kx_gen_slot_get()), so a reader that sees the
+ * key sees that gen or a later one.
+ *
+ * Context: any, including kprobe programs in atomic context.
+ * Return: the generation last committed for @key, 0 if none was (the values
+ * the kernel was compiled with).
+ */
+__bpf_kfunc u64 kernelx_active_gen(u64 key)
+{
+	int i;
+
+	if (!key)
+		return 0;
+	for (i = 0; i < KX_GLOBAL_MAX_TUNABLES; i++)
+		/* Pairs with smp_store_release() in kx_gen_slot_get(). */
+		if (smp_load_acquire(&kx_gens[i].key) == key)
+			return READ_ONCE(kx_gens[i].gen);
+	return 0;
+}
+
 __bpf_kfunc_end_defs();
 
 BTF_KFUNCS_START(kernelx_kfunc_ids)
 BTF_ID_FLAGS(func, kernelx_set_reg)
 BTF_ID_FLAGS(func, kernelx_set_flags)
 BTF_ID_FLAGS(func, kernelx_set_stored)
+BTF_ID_FLAGS(func, kernelx_active_gen)
 BTF_KFUNCS_END(kernelx_kfunc_ids)
 
 static const struct btf_kfunc_id_set kernelx_kfunc_set = {
@@ -295,6 +353,336 @@ static int kx_check_current_kprobe(void)
 	return 0;
 }
 
+/* --- Global consistency: /dev/kernelx --- */
+
+/*
+ * A commit, step by step (kx_ioc_commit()):
+ *  1. copy in the ranges, check them, sort and merge them (binary search later);
+ *  2. under kx_global_lock, find or take the key's slot (gen 0 when new);
+ *  3. stop_machine(): every online CPU spins in its stopper with interrupts
+ *     off, so no task runs and every task but the stoppers is switched out
+ *     with its registers saved on its stack; one CPU runs kx_commit_stopped(),
+ *     which unwinds every task and, if none is inside, writes the new gen;
+ *  4. the machine resumes: from their next instruction on, all tasks read the
+ *     new gen, or all read the old one.
+ */
+
+static DEFINE_MUTEX(kx_global_lock);
+
+/* The safe spans of one commit, sorted by start and disjoint. */
+struct kx_spans {
+	struct kx_range *r;
+	u32 n;
+};
+
+/* One commit, as kx_commit_stopped() sees it. */
+struct kx_commit_run {
+	struct kx_spans spans;
+	struct kx_gen_slot *slot;
+	u64 gen;
+	/* The task in the ioctl, asleep in stop_machine(). */
+	struct task_struct *caller;
+	/* Out. */
+	pid_t blocker_pid;
+	unsigned long blocker_addr;
+	u64 tasks;
+	u64 stopped_ns;
+};
+
+static bool kx_in_spans(const struct kx_spans *s, unsigned long addr)
+{
+	u32 lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		u32 mid = lo + (hi - lo) / 2;
+
+		if (addr < s->r[mid].start)
+			hi = mid;
+		else if (addr >= s->r[mid].end)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether @t is inside @s: its interrupted instruction pointer or a return
+ * address on its kernel stack lies in a span. Sets *@addr to that address, or
+ * to 0 when the stack cannot be walked reliably, which counts as inside: a
+ * task whose frames are not all known might be in a span (livepatch decides
+ * the same for its transition), and a later attempt may find it elsewhere.
+ *
+ * The walk is arch_stack_walk_reliable()'s (not exported): the ORC unwinder
+ * from the task's switch frame, through interrupt frames (whose ip is the
+ * interrupted instruction), until user mode or the end of a kthread's stack.
+ * stack_trace_save_tsk() would not do: it drops __sched functions and stops
+ * silently on an unwinder error, so a task could look outside when it is not.
+ *
+ * Context: the machine is stopped and @t is not running, so its stack cannot
+ * change or be freed under the walk (and no reference is needed, which is as
+ * well: put_task_stack() is not exported).
+ */
+static bool kx_task_inside(struct task_struct *t, const struct kx_spans *s,
+			   unsigned long *addr)
+{
+	struct unwind_state state;
+	struct pt_regs *regs;
+	unsigned long a;
+
+	*addr = 0;
+	/*
+	 * No stack: the task died and made its last switch (finish_task_switch()
+	 * released the stack); it never runs again.
+	 */
+	if (!refcount_read(&t->stack_refcount) || !task_stack_page(t))
+		return false;
+	for (unwind_start(&state, t, NULL, NULL);
+	     !unwind_done(&state) && !unwind_error(&state);
+	     unwind_next_frame(&state)) {
+		regs = unwind_get_entry_regs(&state, NULL);
+		if (regs && user_mode(regs))
+			return false;
+		a = unwind_get_return_address(&state);
+		/* Code the kernel has no unwind data for (a trampoline...). */
+		if (!a)
+			return true;
+		if (kx_in_spans(s, a)) {
+			*addr = a;
+			return true;
+		}
+	}
+	return unwind_error(&state);
+}
+
+/*
+ * Runs on one CPU while all are stopped. Tasks not walked:
+ *  - the caller: it sleeps in this module's ioctl and, when it returns, leaves
+ *    through the syscall path only; counting it would block every commit of a
+ *    tunable whose spans cover the path it sleeps on (stop_machine(), the
+ *    scheduler), by the very task asking for the commit;
+ *  - tasks on a CPU (on_cpu): during stop_machine() those are exactly the
+ *    stopper threads, which run nothing but stop_machine() code, and a running
+ *    task's stack cannot be unwound from another CPU anyway;
+ *  - idle tasks: they are not on the task list, and a module cannot reach them
+ *    (idle_task() is not exported). An idle task switches out only in
+ *    schedule_idle() from do_idle(), so its frames are the idle loop and the
+ *    scheduler; a span there is not supported.
+ */
+static int kx_commit_stopped(void *data)
+{
+	struct kx_commit_run *run = data;
+	u64 start = ktime_get_ns();
+	struct task_struct *g, *t;
+	unsigned long addr;
+	int ret = 0;
+
+	rcu_read_lock();
+	for_each_process_thread(g, t) {
+		if (t == run->caller || READ_ONCE(t->on_cpu))
+			continue;
+		run->tasks++;
+		if (kx_task_inside(t, &run->spans, &addr)) {
+			run->blocker_pid = task_pid_nr(t);
+			run->blocker_addr = addr;
+			ret = -EBUSY;
+			goto out;
+		}
+	}
+	/* The activation: nobody runs until every CPU leaves the stopper. */
+	WRITE_ONCE(run->slot->gen, run->gen);
+out:
+	rcu_read_unlock();
+	run->stopped_ns = ktime_get_ns() - start;
+	return ret;
+}
+
+static struct kx_gen_slot *kx_gen_slot_find(u64 key)
+{
+	int i;
+
+	lockdep_assert_held(&kx_global_lock);
+	for (i = 0; i < KX_GLOBAL_MAX_TUNABLES; i++)
+		if (kx_gens[i].key == key)
+			return &kx_gens[i];
+	return NULL;
+}
+
+/* The slot of @key, taken with gen 0 if it has none; NULL when all are taken. */
+static struct kx_gen_slot *kx_gen_slot_get(u64 key)
+{
+	struct kx_gen_slot *slot = kx_gen_slot_find(key);
+
+	if (slot)
+		return slot;
+	slot = kx_gen_slot_find(0);
+	if (!slot)
+		return NULL;
+	WRITE_ONCE(slot->gen, 0);
+	/* Pairs with smp_load_acquire() in kernelx_active_gen(). */
+	smp_store_release(&slot->key, key);
+	return slot;
+}
+
+static int kx_range_cmp(const void *a, const void *b)
+{
+	const struct kx_range *x = a, *y = b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return 0;
+}
+
+/* Sorts @r and merges overlapping or touching ranges; returns the new count. */
+static u32 kx_spans_normalize(struct kx_range *r, u32 n)
+{
+	u32 i, out = 0;
+
+	sort(r, n, sizeof(*r), kx_range_cmp, NULL);
+	for (i = 0; i < n; i++) {
+		if (out && r[i].start <= r[out - 1].end)
+			r[out - 1].end = max(r[out - 1].end, r[i].end);
+		else
+			r[out++] = r[i];
+	}
+	return out;
+}
+
+static long kx_ioc_commit(struct kx_commit __user *uarg)
+{
+	struct kx_commit_run run = { .caller = current };
+	struct kx_range *ranges = NULL;
+	struct kx_commit c;
+	long ret;
+	u32 i;
+
+	if (copy_from_user(&c, uarg, sizeof(c)))
+		return -EFAULT;
+	if (!c.key || c.count > KX_GLOBAL_MAX_RANGES)
+		return -EINVAL;
+	if (c.count) {
+		ranges = memdup_array_user(u64_to_user_ptr(c.ranges), c.count,
+					   sizeof(*ranges));
+		if (IS_ERR(ranges))
+			return PTR_ERR(ranges);
+	}
+	/*
+	 * Only the kernel half (top bit set, whatever the paging depth): a user
+	 * address (an offset passed for an address, say) would match no task and
+	 * commit at once.
+	 */
+	for (i = 0; i < c.count; i++) {
+		if (ranges[i].start >= ranges[i].end ||
+		    !(ranges[i].start & BIT_ULL(63))) {
+			ret = -EINVAL;
+			goto out_free;
+		}
+	}
+	run.spans.r = ranges;
+	run.spans.n = kx_spans_normalize(ranges, c.count);
+	run.gen = c.gen;
+
+	ret = mutex_lock_killable(&kx_global_lock);
+	if (ret)
+		goto out_free;
+	run.slot = kx_gen_slot_get(c.key);
+	if (run.slot)
+		ret = stop_machine(kx_commit_stopped, &run, NULL);
+	else
+		ret = -ENOSPC;
+	mutex_unlock(&kx_global_lock);
+	if (ret && ret != -EBUSY)
+		goto out_free;
+
+	c.blocker_pid = run.blocker_pid;
+	c.blocker_addr = run.blocker_addr;
+	c.stopped_ns = run.stopped_ns;
+	c.tasks = run.tasks;
+	/* On EFAULT after a commit, KX_IOC_ACTIVE still tells the outcome. */
+	if (copy_to_user(uarg, &c, sizeof(c)))
+		ret = -EFAULT;
+out_free:
+	kfree(ranges);
+	return ret;
+}
+
+static long kx_ioc_active(struct kx_active __user *uarg)
+{
+	struct kx_gen_slot *slot;
+	struct kx_active a;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if (!a.key)
+		return -EINVAL;
+	mutex_lock(&kx_global_lock);
+	slot = kx_gen_slot_find(a.key);
+	a.gen = slot ? slot->gen : 0;
+	mutex_unlock(&kx_global_lock);
+	return copy_to_user(uarg, &a, sizeof(a)) ? -EFAULT : 0;
+}
+
+/*
+ * Forgets @key: its generation reads 0 again, and a later tunable whose map
+ * gets the same id starts there. Meant for a tunable whose probes are gone;
+ * nothing is checked against spans.
+ */
+static long kx_ioc_release(u64 __user *uarg)
+{
+	struct kx_gen_slot *slot;
+	u64 key;
+
+	if (get_user(key, uarg))
+		return -EFAULT;
+	if (!key)
+		return -EINVAL;
+	mutex_lock(&kx_global_lock);
+	slot = kx_gen_slot_find(key);
+	if (slot)
+		WRITE_ONCE(slot->key, 0);
+	mutex_unlock(&kx_global_lock);
+	return slot ? 0 : -ENOENT;
+}
+
+static long kx_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	void __user *uarg = (void __user *)arg;
+
+	/* Also checked at open: a descriptor handed to another process. */
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	switch (cmd) {
+	case KX_IOC_COMMIT:
+		return kx_ioc_commit(uarg);
+	case KX_IOC_ACTIVE:
+		return kx_ioc_active(uarg);
+	case KX_IOC_RELEASE:
+		return kx_ioc_release(uarg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int kx_open(struct inode *inode, struct file *file)
+{
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	return nonseekable_open(inode, file);
+}
+
+static const struct file_operations kx_fops = {
+	.owner = THIS_MODULE,
+	.open = kx_open,
+	.unlocked_ioctl = kx_ioctl,
+};
+
+static struct miscdevice kx_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "kernelx",
+	.fops = &kx_fops,
+	.mode = 0600,
+};
+
 static int __init kernelx_init(void)
 {
 	int ret = kx_check_current_kprobe();
@@ -302,20 +690,28 @@ static int __init kernelx_init(void)
 	if (ret)
 		return ret;
 	ret = register_btf_kfunc_id_set(BPF_PROG_TYPE_KPROBE, &kernelx_kfunc_set);
-	if (ret)
+	if (ret) {
 		pr_err("cannot register the kfuncs for kprobe programs: %d\n", ret);
+		return ret;
+	}
+	ret = misc_register(&kx_misc);
+	if (ret)
+		pr_err("cannot register /dev/kernelx: %d\n", ret);
 	return ret;
 }
 
-/* Nothing to undo: module BTF (and with it the kfuncs) goes with the module,
- * and programs that call them hold a reference that blocks the unload.
+/*
+ * Only the device to remove: module BTF (and with it the kfuncs) goes with the
+ * module, and programs that call them, like open descriptors of the device,
+ * hold a reference that blocks the unload.
  */
 static void __exit kernelx_exit(void)
 {
+	misc_deregister(&kx_misc);
 }
 
 module_init(kernelx_init);
 module_exit(kernelx_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("KernelX: kfuncs that rewrite a probed context's registers, flags and stored memory");
+MODULE_DESCRIPTION("KernelX: kfuncs that rewrite a probed context's registers, flags and stored memory; global-mode activation");
