@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod btf;
+pub mod global;
 pub mod host;
 pub mod identity;
 pub mod kallsyms;
