@@ -548,6 +548,23 @@ static u32 kx_spans_normalize(struct kx_range *r, u32 n)
 	return out;
 }
 
+/**
+ * kx_ioc_commit() - KX_IOC_COMMIT: switch a key to a generation if no task is
+ * inside its ranges.
+ * @uarg: the struct kx_commit; its out fields are written on success and on
+ * -EBUSY.
+ *
+ * No ranges (count 0) is allowed: the switch is then unconditional, but still
+ * atomic.
+ *
+ * Context: process context, sleeps; stops the machine for the walk.
+ * Return: 0 when the new generation is active; -EBUSY when a task was inside
+ * (nothing changed; blocker_pid and blocker_addr say where, blocker_addr 0 for
+ * a stack that could not be unwound reliably); -EINVAL for key 0, more than
+ * KX_GLOBAL_MAX_RANGES ranges, or a range that is empty, reversed or not in
+ * the kernel half; -ENOSPC when the key is new and the table full; -EFAULT.
+ * A key that was new keeps its slot at generation 0 after -EBUSY.
+ */
 static long kx_ioc_commit(struct kx_commit __user *uarg)
 {
 	struct kx_commit_run run = { .caller = current };
