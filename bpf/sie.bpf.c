@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Scoped Indirect Execution: one kprobe program attached at every probe of a
- * tunable. The attach cookie names the probe's entry in kx_probes, which the
- * loader (crates/runtime/src/sie) fills with what that probe does and with IV'
- * already computed from V'; changing V' is a map write.
+ * tunable. The attach cookie names the probe's entry in a slot of kx_probes,
+ * which the loader (crates/runtime/src/sie) fills with what that probe does and
+ * with IV' already computed from V'; changing V' is a map write and a move of
+ * tasks to the new slot's generation, as the tunable's consistency mode says.
  *
  * Only what this file uses is declared here (x86-64), so building it needs
  * clang and nothing else.
@@ -29,18 +30,44 @@ struct pt_regs {
 	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
-struct task_struct;
+/* Read through CO-RE (libbpf relocates the offsets against the kernel's BTF). */
+struct task_struct {
+	int pid;
+	int on_cpu;
+	int exit_state;
+} __attribute__((preserve_access_index));
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+} __attribute__((preserve_access_index));
 
 /* Helper ids from include/uapi/linux/bpf.h. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static long (*bpf_get_stack)(void *ctx, void *buf, __u32 size,
+			     __u64 flags) = (void *)67;
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size,
 				     const void *src) = (void *)113;
 static void *(*bpf_task_storage_get)(void *map, struct task_struct *task,
 				     void *value, __u64 flags) = (void *)156;
 static struct task_struct *(*bpf_get_current_task_btf)(void) = (void *)158;
+static long (*bpf_seq_write)(struct seq_file *m, const void *data,
+			     __u32 len) = (void *)127;
+static long (*bpf_get_task_stack)(struct task_struct *task, void *buf,
+				  __u32 size, __u64 flags) = (void *)141;
 static __u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)174;
+static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
+			__u64 flags) = (void *)181;
 
 #define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_TASK_STORAGE 29
 #define BPF_F_NO_PREALLOC 1
 #define BPF_LOCAL_STORAGE_GET_F_CREATE 1
@@ -50,15 +77,47 @@ extern int kernelx_set_reg(struct pt_regs *regs, __u32 reg, __u64 value) __ksym;
 extern int kernelx_set_flags(struct pt_regs *regs, __u64 mask, __u64 value) __ksym;
 extern int kernelx_set_stored(struct pt_regs *regs, __u64 operand, __s64 disp,
 			      __u64 value) __ksym;
+extern __u64 kernelx_active_gen(__u64 key) __ksym;
 
 char LICENSE[] SEC("license") = "GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, KX_MAX_PROBES);
+	__uint(max_entries, KX_SLOTS * KX_MAX_PROBES);
 	__type(key, __u32);
 	__type(value, struct kx_probe);
 } kx_probes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KX_MAX_RANGES);
+	__type(key, __u32);
+	__type(value, struct kx_span_range);
+} kx_ranges SEC(".maps");
+
+/* Per task (per-task mode): the generation it uses, once it has one of its own. */
+struct kx_task_gen {
+	__u64 gen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kx_task_gen);
+} kx_task_gens SEC(".maps");
+
+/* Per CPU: room for a stack (too big for the BPF stack). */
+struct kx_frames {
+	__u64 addr[KX_STACK_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kx_frames);
+} kx_frames SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -476,6 +535,144 @@ static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 	return 0;
 }
 
+/* Whether @addr lies in a safe span other than @own_span. */
+static __always_inline int in_span(__u64 addr, __u64 own_span, __u64 ranges)
+{
+	struct kx_span_range *r;
+	__u32 i, key;
+
+	for (i = 0; i < KX_MAX_RANGES && i < ranges; i++) {
+		/* A copy: the loop counter must stay in a register to stay bounded. */
+		key = i;
+		r = bpf_map_lookup_elem(&kx_ranges, &key);
+		if (!r)
+			return 1; /* cannot tell: inside */
+		if (r->span != own_span && addr >= r->start && addr < r->end)
+			return 1;
+	}
+	return 0;
+}
+
+/* What check_frame() looks for in the frames kx_frames holds. */
+struct frame_walk {
+	__u64 own_span;	/* frame 0's own span, which does not count */
+	__u64 ranges;	/* entries of kx_ranges in use */
+	__u64 inside;	/* out: a frame is in a span, or the frames are unreadable */
+	__u64 addr;	/* out: that frame */
+};
+
+/* bpf_loop() callback: frame @i of this CPU's kx_frames. */
+static long check_frame(__u64 i, void *data)
+{
+	struct frame_walk *w = data;
+	struct kx_frames *f;
+	__u32 zero = 0;
+	__u64 addr;
+
+	f = bpf_map_lookup_elem(&kx_frames, &zero);
+	if (!f || i >= KX_STACK_DEPTH) {
+		w->inside = 1; /* cannot tell: inside */
+		return 1;
+	}
+	addr = f->addr[i & (KX_STACK_DEPTH - 1)];
+	if (in_span(addr, i ? KX_NO_SPAN : w->own_span, w->ranges)) {
+		w->inside = 1;
+		w->addr = addr;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Whether one of the @bytes / 8 frames in this CPU's kx_frames lies in a safe
+ * span (its address in @addr). Frame 0 is where the task is; the span
+ * @own_span does not count there (a probe of a site runs in its own span's
+ * first instructions). A loop callback: one verification for every frame.
+ */
+static __always_inline int frame_inside(long bytes, __u64 own_span,
+					__u64 ranges, __u64 *addr)
+{
+	struct frame_walk w = { .own_span = own_span, .ranges = ranges };
+	__u64 frames = bytes / 8;
+
+	if (frames > KX_STACK_DEPTH)
+		frames = KX_STACK_DEPTH;
+	if (bpf_loop(frames, check_frame, &w, 0) < 0)
+		return 1;
+	*addr = w.addr;
+	return w.inside != 0;
+}
+
+/* Whether the current task, stopped at probe @p, is inside a safe span. */
+static __always_inline int current_inside(struct pt_regs *ctx,
+					  struct kx_control *control,
+					  struct kx_probe *p)
+{
+	struct kx_frames *f;
+	__u32 zero = 0;
+	__u64 addr;
+	long bytes;
+
+	f = bpf_map_lookup_elem(&kx_frames, &zero);
+	if (!f)
+		return 1;
+	bytes = bpf_get_stack(ctx, f, sizeof(*f), 0);
+	if (bytes <= 0)
+		return 1; /* cannot tell: keep the task where it is */
+	f->addr[0] -= 1; /* handlers see ip = probe address + 1 */
+	return frame_inside(bytes, p->span, control->ranges, &addr);
+}
+
+/*
+ * The generation the current task uses at probe @p (per-task mode): its own,
+ * or the stable one, unless it is outside every safe span and may move to the
+ * target generation now.
+ */
+static __always_inline __u64 task_gen(struct pt_regs *ctx,
+				      struct kx_control *control,
+				      struct kx_probe *p)
+{
+	__u64 target = control->target_gen, gen = control->stable_gen;
+	struct kx_task_gen *t;
+
+	if (gen == target)
+		return gen;
+	t = bpf_task_storage_get(&kx_task_gens, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		return gen;
+	if (t->gen > gen)
+		gen = t->gen;
+	if (gen != target && !current_inside(ctx, control, p))
+		gen = target;
+	t->gen = gen;
+	return gen;
+}
+
+/*
+ * The generation probe @index (slot 0) uses for this trigger, by the tunable's
+ * mode. A global function: the verifier checks it once, on its own, instead of
+ * once for every path into each update below.
+ */
+__attribute__((noinline)) __u64 kx_current_gen(struct pt_regs *ctx, __u32 index)
+{
+	struct kx_control *control;
+	struct kx_probe *p;
+	__u32 zero = 0;
+
+	control = bpf_map_lookup_elem(&kx_control, &zero);
+	p = bpf_map_lookup_elem(&kx_probes, &index);
+	if (!control || !p)
+		return 0;
+	switch (control->mode) {
+	case KX_MODE_PER_TASK:
+		return task_gen(ctx, control, p);
+	case KX_MODE_GLOBAL:
+		return kernelx_active_gen(control->key);
+	}
+	return control->target_gen;
+}
+
 SEC("kprobe")
 int kx_sie(struct pt_regs *ctx)
 {
@@ -494,11 +691,14 @@ int kx_sie(struct pt_regs *ctx)
 	if (!control || !control->armed)
 		return 0;
 	index = cookie - KX_COOKIE_BASE;
-	p = bpf_map_lookup_elem(&kx_probes, &index);
 	stats = bpf_map_lookup_elem(&kx_stats, &index);
-	if (!p || !stats || p->action == KX_ACT_NONE)
+	if (!stats)
 		return 0;
 	__sync_fetch_and_add(&stats->hits, 1);
+	index += (kx_current_gen(ctx, index) % KX_SLOTS) * KX_MAX_PROBES;
+	p = bpf_map_lookup_elem(&kx_probes, &index);
+	if (!p || p->action == KX_ACT_NONE)
+		return 0;
 
 	if (p->action == KX_ACT_MARK) {
 		mark_entered(p->mark);
@@ -516,5 +716,64 @@ int kx_sie(struct pt_regs *ctx)
 		__sync_fetch_and_add(&stats->errors, 1);
 		stats->last_error = err;
 	}
+	return 0;
+}
+
+/*
+ * Per-task mode: one pass over every task. A task still on an older generation
+ * moves to the target one when none of its frames is in a safe span; otherwise
+ * (or when its stack cannot be read: it runs on another CPU) the pass writes a
+ * struct kx_inside for it. A pass that writes nothing means every task is on
+ * the target generation. The loader pins the iterator's link; reading the pin
+ * runs a pass.
+ */
+SEC("iter/task")
+int kx_sweep(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct kx_control *control;
+	struct kx_task_gen *t;
+	struct kx_inside inside;
+	struct kx_frames *f;
+	__u64 gen, target;
+	__u32 zero = 0;
+	long bytes;
+
+	if (!task)
+		return 0;
+	control = bpf_map_lookup_elem(&kx_control, &zero);
+	if (!control || control->mode != KX_MODE_PER_TASK)
+		return 0;
+	target = control->target_gen;
+	gen = control->stable_gen;
+	if (gen == target)
+		return 0;
+	/* The task reading the iterator is in kernelx's own code. */
+	if (task->pid == (__u32)bpf_get_current_pid_tgid())
+		return 0;
+	inside.pid = task->pid;
+	inside.addr = 0;
+	t = bpf_task_storage_get(&kx_task_gens, task, 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	f = bpf_map_lookup_elem(&kx_frames, &zero);
+	if (!t || !f) {
+		/* Nowhere to record a move: the task counts as inside. */
+		bpf_seq_write(ctx->meta->seq, &inside, sizeof(inside));
+		return 0;
+	}
+	if (t->gen >= target)
+		return 0;
+	bytes = bpf_get_task_stack(task, f, sizeof(*f), 0);
+	if (bytes > 0) {
+		if (!frame_inside(bytes, KX_NO_SPAN, control->ranges, &inside.addr)) {
+			t->gen = target;
+			return 0;
+		}
+	} else if (task->exit_state) {
+		/* Exited: it runs no more kernel code of its own. */
+		t->gen = target;
+		return 0;
+	}
+	bpf_seq_write(ctx->meta->seq, &inside, sizeof(inside));
 	return 0;
 }

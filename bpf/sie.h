@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The layout bpf/sie.bpf.c shares with its loader
- * (crates/runtime/src/sie/entry.rs mirrors it; the loader checks the map's
+ * (crates/runtime/src/sie/abi.rs mirrors it; the loader checks the map's
  * value size against it before writing anything).
  */
 #ifndef KERNELX_SIE_H
@@ -9,9 +9,20 @@
 
 #include "kernelx_abi.h"
 
-/* Attach cookies are KX_COOKIE_BASE + the probe's index in kx_probes. */
+/* Attach cookies are KX_COOKIE_BASE + the probe's index in a kx_probes slot. */
 #define KX_COOKIE_BASE 1
 #define KX_MAX_PROBES 256
+/*
+ * kx_probes holds two slots of KX_MAX_PROBES entries: generation g of the
+ * tunable's value uses slot g % KX_SLOTS. A transition writes the slot no task
+ * uses, then moves tasks to its generation, so at most two are in use.
+ */
+#define KX_SLOTS 2
+/* Safe-span address ranges a consistency check compares frames with. */
+#define KX_MAX_RANGES 64
+#define KX_NO_SPAN 0xffffffffU
+/* Frames of a stack a consistency check looks at (deeper ones are not read). */
+#define KX_STACK_DEPTH 64
 /* Mark slots, one per site whose post-probe needs its pre-probe first. */
 #define KX_MAX_MARKS 256
 #define KX_NO_MARK 0xffffffffU
@@ -63,13 +74,55 @@ enum kx_compare_op {
 	KX_TEST = 1,
 };
 
+enum kx_mode {
+	/* Every trigger uses target_gen. */
+	KX_MODE_IMMEDIATE = 0,
+	/*
+	 * A task moves to target_gen at a trigger, or in a sweep, when none of
+	 * its frames is inside a safe span; until then it keeps its generation.
+	 */
+	KX_MODE_PER_TASK = 1,
+	/* Every trigger uses the generation the kernelx module activated. */
+	KX_MODE_GLOBAL = 2,
+};
+
+enum kx_transition {
+	KX_TRANSITION_DONE = 0,
+	KX_TRANSITION_PENDING = 1,
+	KX_TRANSITION_ABORTED = 2,
+};
+
 /*
- * kx_control[0]: whether the probes act at all. The loader arms it after
- * writing every entry and disarms it before detaching, so entries never change
- * under a probe on the way in or out (a `set` changes only `value`).
+ * kx_control[0]. The loader arms it after writing every entry and disarms it
+ * before detaching. The program reads the first six fields; the rest is the
+ * loader's record of the tunable's transitions, kept here so that any later
+ * process reads it from the kernel.
  */
 struct kx_control {
 	__u64 armed;
+	__u64 mode;	/* enum kx_mode */
+	__u64 key;	/* global: the module's key (this map's id) */
+	__u64 target_gen;	/* the generation tasks move to */
+	__u64 stable_gen;	/* per-task: every task has reached it */
+	__u64 ranges;	/* entries of kx_ranges in use */
+	__u64 transition;	/* enum kx_transition, of the last transition */
+	__u64 started_ns;	/* CLOCK_MONOTONIC when it began */
+	__u64 latency_ns;	/* until it was done (or aborted) */
+	__s64 slot_value[KX_SLOTS];	/* V' of each slot */
+	__u64 slot_compiled[KX_SLOTS];	/* the slot does nothing: V is compiled in */
+};
+
+/* One address range of a safe span: [start, end). */
+struct kx_span_range {
+	__u64 start;
+	__u64 end;
+	__u64 span;	/* the span's index */
+};
+
+/* What a sweep reports (bpf_seq_write) for a task still inside a span. */
+struct kx_inside {
+	__u64 pid;
+	__u64 addr;	/* the frame inside, or 0: its stack could not be read */
 };
 
 /* What one probe does. Every field is 64 bits wide: no padding to mirror. */
@@ -90,6 +143,7 @@ struct kx_probe {
 	__u64 input_high8;	/* it is %ah, %ch, %dh or %bh */
 	__u64 undo_op;	/* KX_IN_UNDO: enum kx_combine_op */
 	__u64 undo_value;	/* KX_IN_UNDO: its constant */
+	__u64 span;	/* the site's safe span (index), or KX_NO_SPAN */
 };
 
 #endif /* KERNELX_SIE_H */

@@ -89,7 +89,13 @@ the plan's, every site must hold the plan's bytes), checks that the runtime can 
 site and that V is in the plan's range, then attaches every probe at its verified address or
 none. Prints the probes: where, kind (pre/post), whether the kernel can jump-optimize them.
 
-Only --mode immediate exists yet (per-task and global come with issue #4, and are refused).
+Modes (--mode, also 0/1/2 as the prototype numbered them): immediate (the next use of the
+constant by any task sees the value), per-task (each task switches once none of its frames is
+inside a safe span; tasks inside keep the old value until they leave), global (no task switches
+until no task is inside any safe span, then all at once, with every CPU stopped for the check).
+--timeout S (default 10) bounds a per-task or global transition: per-task returns with the
+tasks still inside listed (they switch as they leave; `kernelx status` completes it); global
+aborts and nothing is loaded. The mode stays with the tunable for `set` and `unload`.
 The state is pinned under /sys/fs/bpf/kernelx/<TUNABLE>/ and outlives this process; loading a
 loaded tunable is an error (`kernelx unload` it first).
 
@@ -101,11 +107,13 @@ Examples:
 
     /// Change the value of a loaded tunable (a map write: no reload, no compiler).
     #[command(after_help = "\
-Modes: immediate (the next use of the constant by any task sees the value), per-task (each task
-switches once none of its frames is inside a safe span), global (no task switches until none is
-inside any safe span; then all switch at once). Only immediate exists yet; the others are
-refused (issue #4). A value outside the range the plan allows is refused with the reason, and
-nothing changes. Takes the state lock, as `kernelx load` does.
+Follows the mode the tunable was loaded in: immediate (every task at once), per-task (each task
+once it is outside every safe span), global (all at once, when nobody is inside; a timeout
+aborts and the old value stays). The new value goes into a generation no task uses, so sites
+never mix old and new values within one task. A per-task transition still waiting for tasks
+refuses a new value (except going back to the value they use). A value outside the range the
+plan allows is refused with the reason, and nothing changes. Takes the state lock, as `kernelx
+load` does.
 
 Examples:
   kernelx set PIPE_DEF_BUFFERS 64
@@ -123,13 +131,17 @@ Examples:
 
     /// Detach a tunable (or all of them) and return to the built-in value.
     #[command(after_help = "\
-The probes are disarmed first, then detached; the kernel's built-in value applies again at the
-next use. `--all` also cleans up after a kernelx that was killed mid-load: it removes
+The way back follows the tunable's mode: per-task waits until no task using the value is inside
+a safe span (--timeout; if some still are, the tunable stays loaded, moving back, and a later
+`unload` resumes), global switches everyone back at once when nobody is inside (a timeout
+keeps the value). Then the probes are disarmed and detached. --force detaches at once, whatever
+the mode (tasks inside a span see the built-in value at their next site). `--all` also cleans up after a kernelx that was killed mid-load: it removes
 everything KernelX pinned under /sys/fs/bpf/kernelx, loaded completely or not. Takes the state
 lock, as `kernelx load` does.
 
 Examples:
   kernelx unload PIPE_DEF_BUFFERS
+  kernelx unload PIPE_DEF_BUFFERS --timeout 30
   kernelx unload --all")]
     Unload(UnloadArgs),
 
@@ -228,13 +240,20 @@ pub struct KernelDirArg {
     pub kernel_dir: Option<PathBuf>,
 }
 
-// How a value is activated, shared by `load`, `run`, `set` and `unload`.
+// How a value is activated, shared by `load` and `run`.
 #[derive(Debug, Args)]
 pub struct TransitionArgs {
-    /// When tasks switch to the new value.
+    /// When tasks switch to the new value (and back on unload).
     #[arg(long, value_enum, default_value_t = Mode::Immediate)]
     pub mode: Mode,
-    /// Give up (keeping the old value) if the transition has not completed after S seconds.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+// How long a per-task or global transition may take, shared by `load`, `run`, `set`, `unload`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Per-task or global: wait at most S seconds for the transition (default 10).
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub timeout: Option<Duration>,
 }
@@ -347,7 +366,7 @@ pub struct SetArgs {
     #[arg(value_name = "VALUE", allow_negative_numbers = true, value_parser = parse_value)]
     pub value: i64,
     #[command(flatten)]
-    pub transition: TransitionArgs,
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -372,8 +391,11 @@ pub struct UnloadArgs {
     /// Unload every tunable, including leftovers of an interrupted kernelx.
     #[arg(long)]
     pub all: bool,
+    /// Detach at once, without the mode's way back.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
-    pub transition: TransitionArgs,
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -555,11 +577,27 @@ mod tests {
 
     #[test]
     fn modes_accept_the_prototypes_numbers() {
-        let cli = Cli::try_parse_from(["kernelx", "set", "t", "5", "--mode", "2"]).unwrap();
+        let cli = Cli::try_parse_from(["kernelx", "load", "t", "--mode", "2"]).unwrap();
+        let Command::Load(load) = cli.command else {
+            panic!("parsed {cli:?}")
+        };
+        assert_eq!(load.transition.mode, Mode::Global);
+        let cli = Cli::try_parse_from(["kernelx", "load", "t", "--mode", "per-task"]).unwrap();
+        let Command::Load(load) = cli.command else {
+            panic!("parsed {cli:?}")
+        };
+        assert_eq!(load.transition.mode, Mode::PerTask);
+    }
+
+    #[test]
+    fn set_follows_the_loaded_mode() {
+        let err = Cli::try_parse_from(["kernelx", "set", "t", "5", "--mode", "2"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        let cli = Cli::try_parse_from(["kernelx", "set", "t", "5", "--timeout", "2.5"]).unwrap();
         let Command::Set(set) = cli.command else {
             panic!("parsed {cli:?}")
         };
-        assert_eq!(set.transition.mode, Mode::Global);
+        assert_eq!(set.wait.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(set.value, 5);
     }
 }

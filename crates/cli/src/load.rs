@@ -8,9 +8,11 @@ use anyhow::{Context as _, bail};
 use kernelx_plan::{Plan, TunablePlan};
 use kernelx_runtime::host::HostView;
 use kernelx_runtime::lock::StateLock;
-use kernelx_runtime::sie::{Loaded, ProbeTarget, SieProgram, SieRuntime};
+use std::time::Duration;
+
+use kernelx_runtime::sie::{LoadRequest as SieLoad, Loaded, ProbeTarget, SieProgram, SieRuntime};
 use kernelx_runtime::state::{LoadRecord, Mode, StateDir};
-use kernelx_runtime::targets::verified_addresses;
+use kernelx_runtime::targets::{verified_addresses, verified_spans};
 use kernelx_runtime::verify::{LiveKernel, verify};
 
 use crate::args::LoadArgs;
@@ -31,6 +33,8 @@ pub struct LoadRequest<'a> {
     pub value: Option<i64>,
     /// The mode.
     pub mode: Mode,
+    /// How long a per-task or global transition may take.
+    pub timeout: Duration,
     /// The kernelx module to insert when it is missing.
     pub module: Option<&'a Path>,
     /// Print JSON.
@@ -39,7 +43,7 @@ pub struct LoadRequest<'a> {
 
 /// Runs `kernelx load`.
 pub fn run(args: &LoadArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
-    let mode = transition::require_immediate(&args.transition)?;
+    let (mode, timeout) = transition::load_mode(&args.transition)?;
     let plan = read_plan(&args.target)?;
     let tunable = pick_tunable(&plan, &args.target, args.tunable.as_deref())?;
     load(
@@ -48,6 +52,7 @@ pub fn run(args: &LoadArgs, out: &mut impl Write, err: &mut impl Write) -> anyho
             tunable: &tunable,
             value: args.value,
             mode,
+            timeout,
             module: args.module.module.as_deref(),
             json: args.json,
         },
@@ -107,7 +112,7 @@ pub fn load(
     };
     if let Err(e) = state.write(&record) {
         // Without its record the tunable could not be changed or shown: take it back out.
-        let undo = runtime.unload(name);
+        let undo = runtime.detach(name);
         return Err(anyhow::Error::new(e).context(match undo {
             Ok(()) => format!("recording the load of `{name}`; it was unloaded again"),
             Err(u) => format!("recording the load of `{name}`; unloading it again failed too: {u}"),
@@ -115,12 +120,18 @@ pub fn load(
     }
     writeln!(
         err,
-        "loaded {name} = {value}: {} probes at verified addresses (BPF program load {:?}, \
-         attach {:?})",
+        "loaded {name} = {value} ({} mode): {} probes at verified addresses (BPF program load \
+         {:?}{}, attach {:?})",
+        request.mode.name(),
         loaded.targets.len(),
         loaded.timings.verify,
+        loaded
+            .timings
+            .verified_insns
+            .map_or(String::new(), |n| format!(", {n} instructions verified")),
         loaded.timings.attach
     )?;
+    transition::report(name, &loaded.transition, err)?;
     let statuses = status::read(Some(name))?;
     if request.json {
         status::write_json(&statuses, out)
@@ -147,7 +158,14 @@ fn attach(
         format!("tunable `{name}`: --value {value} is refused; nothing was loaded")
     })?;
     let addresses = verified_addresses(&program, &verified)?;
-    let loaded = runtime.load(&program, value, |probe| {
+    let spans = verified_spans(&program, &verified)?;
+    let sie_load = SieLoad {
+        value,
+        mode: request.mode,
+        spans,
+        timeout: request.timeout,
+    };
+    let loaded = runtime.load(&program, &sie_load, |probe| {
         let index = program
             .probes()
             .iter()

@@ -9,7 +9,7 @@ use crate::{build, transition};
 /// Runs `kernelx run`: the build report to `err` (stdout is the load's), then each load.
 pub fn run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
     // Refused before a build that may take minutes.
-    let mode = transition::require_immediate(&args.transition)?;
+    let (mode, timeout) = transition::load_mode(&args.transition)?;
     let build_args = BuildArgs {
         spec: args.target.clone(),
         kernel_dir: args.kernel_dir.clone(),
@@ -33,6 +33,7 @@ pub fn run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow
                 tunable: &tunable.name,
                 value: args.value,
                 mode,
+                timeout,
                 module: args.module.module.as_deref(),
                 json: args.json,
             },

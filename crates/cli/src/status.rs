@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use kernelx_runtime::host::HostView;
 use kernelx_runtime::kprobes::Kprobes;
-use kernelx_runtime::sie::{ProbeRole, SieRuntime};
+use kernelx_runtime::sie::{ProbeRole, SieRuntime, TransitionStateCode};
 use kernelx_runtime::state::{self, StateDir, TunableStatus};
 
 use crate::args::StatusArgs;
@@ -61,7 +61,9 @@ pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()
         )?;
         return Ok(());
     }
-    let value = status.value.map_or("?".to_owned(), |v| v.to_string());
+    let value = status
+        .value
+        .map_or("the built-in value".to_owned(), |v| v.to_string());
     let default = status.default.map_or("?".to_owned(), |v| v.to_string());
     let mode = status.mode.map_or("?", |m| m.name());
     writeln!(
@@ -71,6 +73,32 @@ pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()
         status.probes.len(),
         status.pin_dir.display()
     )?;
+    if let Some(t) = &status.transition {
+        let latency = t.latency.map_or(String::new(), |l| {
+            format!(" in {:.3} ms", l.as_secs_f64() * 1e3)
+        });
+        match t.state {
+            TransitionStateCode::Done => {
+                writeln!(out, "  last transition: done{latency}")?;
+            }
+            TransitionStateCode::Aborted => writeln!(
+                out,
+                "  last transition: aborted{latency}; {} stays",
+                t.previous
+            )?,
+            TransitionStateCode::Pending => writeln!(
+                out,
+                "  transition pending: {} task(s) inside a safe span still use {} (pids {})",
+                t.inside.len(),
+                t.previous,
+                t.inside
+                    .iter()
+                    .map(|i| i.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
+        }
+    }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
         "site",
@@ -109,6 +137,9 @@ pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()
 mod tests {
     use std::path::PathBuf;
 
+    use std::time::Duration;
+
+    use kernelx_runtime::sie::{Setting, TaskInside, TransitionState};
     use kernelx_runtime::state::{Mode, ProbeStatus};
 
     use super::*;
@@ -121,6 +152,14 @@ mod tests {
             incomplete: None,
             mode: Some(Mode::Immediate),
             value: Some(32),
+            transition: Some(TransitionState {
+                mode: Mode::Immediate,
+                target: Setting::Value(32),
+                previous: Setting::Value(32),
+                state: TransitionStateCode::Done,
+                latency: Some(Duration::from_micros(15)),
+                inside: Vec::new(),
+            }),
             default: Some(16),
             probes: vec![ProbeStatus {
                 site: "fs/pipe.c:alloc_pipe_info+0x7c".to_owned(),
@@ -159,6 +198,54 @@ mod tests {
         for cell in ["post", "0xffffffff81300081", "yes", "[OPTIMIZED]", " 7 "] {
             assert!(row.contains(cell), "{cell} missing in {row}");
         }
+    }
+
+    #[test]
+    fn transitions_show_their_state() {
+        assert!(
+            text(&loaded()).contains("\n  last transition: done in 0.015 ms\n"),
+            "{}",
+            text(&loaded())
+        );
+        let pending = TunableStatus {
+            mode: Some(Mode::PerTask),
+            transition: Some(TransitionState {
+                mode: Mode::PerTask,
+                target: Setting::Value(64),
+                previous: Setting::Value(32),
+                state: TransitionStateCode::Pending,
+                latency: None,
+                inside: vec![TaskInside {
+                    pid: 99,
+                    address: None,
+                }],
+            }),
+            ..loaded()
+        };
+        assert!(
+            text(&pending).contains(
+                "  transition pending: 1 task(s) inside a safe span still use 32 (pids 99)"
+            ),
+            "{}",
+            text(&pending)
+        );
+        let aborted = TunableStatus {
+            mode: Some(Mode::Global),
+            transition: Some(TransitionState {
+                mode: Mode::Global,
+                target: Setting::Value(32),
+                previous: Setting::Value(32),
+                state: TransitionStateCode::Aborted,
+                latency: Some(Duration::from_secs(2)),
+                inside: Vec::new(),
+            }),
+            ..loaded()
+        };
+        assert!(
+            text(&aborted).contains("  last transition: aborted in 2000.000 ms; 32 stays"),
+            "{}",
+            text(&aborted)
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `kernelx set` and `kernelx get`: the value of a loaded tunable. `set` is a map write checked
-//! against the plan's range; `get` reads the load record. JSON of `get`: `{"tunable", "value",
+//! against the plan's range, activated as the tunable's mode says; `get` reads the load record. JSON of `get`: `{"tunable", "value",
 //! "default", "mode"}`.
 
 use std::io::Write;
@@ -14,7 +14,6 @@ use crate::transition;
 
 /// Runs `kernelx set`; the change to `out`.
 pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    transition::require_immediate(&args.transition)?;
     let state = StateDir::system();
     let _lock = StateLock::acquire(state.dir())?;
     let runtime = SieRuntime::system();
@@ -31,12 +30,14 @@ pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
         )
     })?;
     let program = SieProgram::from_plan(&tunable)?;
-    runtime.set(&program, args.value).with_context(|| {
-        format!(
-            "`kernelx set {} {}` failed in the kernel",
-            args.tunable, args.value
-        )
-    })?;
+    let change = runtime
+        .set(&program, args.value, transition::timeout(&args.wait))
+        .with_context(|| {
+            format!(
+                "`kernelx set {} {}` failed in the kernel",
+                args.tunable, args.value
+            )
+        })?;
     record.value = args.value;
     state.write(&record).with_context(|| {
         format!(
@@ -45,7 +46,7 @@ pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
         )
     })?;
     writeln!(out, "{}: {old} -> {}", args.tunable, args.value)?;
-    Ok(())
+    transition::report(&args.tunable, &change, out)
 }
 
 /// Runs `kernelx get`.

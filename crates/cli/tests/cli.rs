@@ -125,31 +125,24 @@ fn commands_not_available_yet_say_so_and_fail() {
 }
 
 #[test]
-fn modes_other_than_immediate_are_refused_not_run_as_immediate() {
+fn set_and_unload_follow_the_loaded_mode_and_immediate_takes_no_timeout() {
     for args in [
-        &["load", "p.plan.json", "--value", "32", "--mode", "per-task"][..],
-        &["set", "PIPE_DEF_BUFFERS", "64", "--mode", "global"],
+        &["set", "PIPE_DEF_BUFFERS", "64", "--mode", "global"][..],
         &["unload", "--all", "--mode", "2"],
-        &[
-            "run",
-            "PIPE_DEF_BUFFERS",
-            "--value",
-            "32",
-            "--mode",
-            "global",
-        ],
     ] {
         let output = kernelx(args);
         let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "kernelx {args:?}: {err}");
-        assert!(
-            err.starts_with("error: --mode ")
-                && err.contains("is not implemented yet")
-                && err.contains("issue #4")
-                && err.contains("nothing was changed"),
-            "kernelx {args:?}: {err}"
-        );
+        assert_eq!(output.status.code(), Some(2), "kernelx {args:?}: {err}");
+        assert!(err.contains("unexpected argument '--mode'"), "{err}");
     }
+    let output = kernelx(&["load", "p.plan.json", "--value", "32", "--timeout", "5"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--timeout 5s: immediate mode has no transition to time out")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -183,13 +176,26 @@ fn runtime_help_says_what_each_command_does_to_the_kernel() {
             &[
                 "/run/kernelx/lock",
                 "kernelx setup",
-                "--mode immediate",
+                "per-task (each task switches once none of its frames",
+                "global (no task",
+                "--timeout S",
                 "verified",
             ][..],
         ),
-        (&["set", "--help"], &["range", "nothing changes"]),
+        (
+            &["set", "--help"],
+            &["range", "nothing changes", "Follows the mode"],
+        ),
         (&["status", "--help"], &["[OPTIMIZED]", "\"tunables\""]),
-        (&["unload", "--help"], &["--all", "killed mid-load"]),
+        (
+            &["unload", "--help"],
+            &[
+                "--all",
+                "killed mid-load",
+                "--force",
+                "follows the tunable's mode",
+            ],
+        ),
         (&["setup", "--help"], &["current_kprobe", "/lib/modules"]),
     ] {
         let text = stdout(&kernelx(args));

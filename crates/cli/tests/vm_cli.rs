@@ -170,11 +170,19 @@ fn edited_plan(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)
 
 #[test]
 #[ignore = "needs the lab VM: cargo xtask lab test"]
-fn vm_cli_load_set_status_unload_tune_new_pipes() {
+fn vm_cli_load_set_status_unload_tune_new_pipes_in_every_mode() {
+    for mode in ["immediate", "per-task", "global"] {
+        eprintln!("== mode {mode}");
+        tune_new_pipes(mode);
+    }
+}
+
+#[track_caller]
+fn tune_new_pipes(mode: &str) {
     let _clean = Clean::start();
     let plan = plan_path();
 
-    let table = ok(&["load", &plan, "--value", "32"]);
+    let table = ok(&["load", &plan, "--value", "32", "--mode", mode]);
     assert!(
         module_loaded(),
         "load inserted the module from KERNELX_MODULE"
@@ -213,7 +221,15 @@ fn vm_cli_load_set_status_unload_tune_new_pipes() {
     );
     assert_eq!(tunable["name"], TUNABLE);
     assert_eq!(tunable["value"], 64);
-    assert_eq!(tunable["mode"], "immediate");
+    assert_eq!(tunable["mode"], mode);
+    assert_eq!(
+        tunable["transition"]["state"], "done",
+        "the set's transition: {last:#}"
+    );
+    assert!(
+        tunable["transition"]["latency"].as_f64() >= Some(0.0),
+        "a done transition has its latency: {last:#}"
+    );
     assert_eq!(tunable["incomplete"], serde_json::Value::Null);
     let probes = tunable["probes"].as_array().expect("probes");
     assert_eq!(
@@ -235,9 +251,11 @@ fn vm_cli_load_set_status_unload_tune_new_pipes() {
         "{text}"
     );
 
-    assert_eq!(
-        ok(&["unload", TUNABLE]).trim(),
-        format!("unloaded {TUNABLE}")
+    let unloaded = ok(&["unload", TUNABLE]);
+    assert!(
+        unloaded.contains(&format!("{mode} transition to the built-in value done"))
+            && unloaded.ends_with(&format!("unloaded {TUNABLE}\n")),
+        "{unloaded}"
     );
     assert_eq!(new_pipe_size(), 16 * PAGE, "after unload");
     assert!(pinned().is_empty(), "left pinned: {:?}", pinned());
@@ -406,4 +424,246 @@ fn vm_cli_lock_refuses_concurrent_commands_and_unload_all_cleans_a_killed_load()
         ok(&["unload", "--all"]).trim(),
         format!("nothing to unload (nothing pinned under {PIN_ROOT})")
     );
+}
+
+const BLOCK_PLAN: &str = "../analyze/testdata/golden/target_module/KX_TARGET_BLOCK.plan.json";
+const BLOCK_TUNABLE: &str = "KX_TARGET_BLOCK";
+/// KX_TARGET_BLOCK in tests/target-module/kx_target.c: `block` returns x + V.
+const BLOCK_V1: u64 = 0x6b1d;
+const BLOCK_NEW: u64 = 0x100;
+const TARGET: &str = "/sys/kernel/debug/kx_target";
+
+/// The target module, loaded for one test (removed when dropped).
+struct TargetModule;
+
+impl TargetModule {
+    #[track_caller]
+    fn insert() -> TargetModule {
+        let ko = repo_path("../../tests/target-module/build/kx_target.ko");
+        let status = Command::new("insmod").arg(&ko).status().expect("insmod");
+        assert!(status.success(), "insmod {} failed: {status}", ko.display());
+        TargetModule
+    }
+
+    fn waiters(&self) -> u32 {
+        fs::read_to_string(format!("{TARGET}/waiters"))
+            .expect("reading waiters")
+            .trim()
+            .parse()
+            .expect("waiters is a number")
+    }
+
+    /// Calls `block` on `x` from a new thread, and returns once it sleeps inside
+    /// kx_target_block (the span of KX_TARGET_BLOCK); join the thread for x + V.
+    #[track_caller]
+    fn enter_block(&self, x: u64) -> std::thread::JoinHandle<u64> {
+        let before = self.waiters();
+        let path = format!("{TARGET}/block");
+        fs::write(&path, x.to_string()).expect("writing block");
+        let reader = std::thread::spawn(move || {
+            let text = fs::read_to_string(&path).expect("reading block");
+            text.trim().parse().expect("block prints a number")
+        });
+        assert!(
+            loop_until(Duration::from_secs(10), || self.waiters() == before + 1),
+            "the reader of block({x}) did not go to sleep"
+        );
+        reader
+    }
+
+    /// Wakes every task asleep in kx_target_block.
+    fn release(&self) {
+        fs::write(format!("{TARGET}/release"), "1").expect("writing release");
+    }
+}
+
+impl Drop for TargetModule {
+    fn drop(&mut self) {
+        self.release();
+        loop_until(Duration::from_secs(5), || {
+            Command::new("rmmod")
+                .arg("kx_target")
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    }
+}
+
+fn block_status() -> serde_json::Value {
+    status_json()["tunables"][0].clone()
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_per_task_mode_waits_for_each_task_inside_the_span() {
+    let _clean = Clean::start();
+    let target = TargetModule::insert();
+    let plan = repo_path(BLOCK_PLAN).display().to_string();
+    let new = BLOCK_NEW.to_string();
+
+    // A sleeps inside the span with the built-in value; the load cannot complete.
+    let a = target.enter_block(1);
+    let output = kernelx(&[
+        "load",
+        &plan,
+        "--value",
+        &new,
+        "--mode",
+        "per-task",
+        "--timeout",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("per-task transition to 256 still waiting") && err.contains("1 task(s)"),
+        "{err}"
+    );
+    let status = block_status();
+    assert_eq!(status["transition"]["state"], "pending", "{status:#}");
+    assert_eq!(
+        status["transition"]["inside"].as_array().map(Vec::len),
+        Some(1),
+        "{status:#}"
+    );
+    // B is outside every span: it switches at once, while A keeps the old value.
+    let b = target.enter_block(2);
+    target.release();
+    assert_eq!(a.join().unwrap(), 1 + BLOCK_V1, "A started with V1");
+    assert_eq!(
+        b.join().unwrap(),
+        2 + BLOCK_NEW,
+        "B switched at its trigger"
+    );
+    let status = block_status();
+    assert_eq!(status["transition"]["state"], "done", "{status:#}");
+    assert!(
+        status["transition"]["latency"].as_f64() > Some(0.0),
+        "{status:#}"
+    );
+
+    // The way back: C sleeps inside with V'; unload waits, keeps the tunable and says why.
+    let c = target.enter_block(3);
+    let err = refused(&["unload", BLOCK_TUNABLE, "--timeout", "1"]);
+    assert!(
+        err.contains("stays loaded: 1 task(s) inside a safe span still use its value"),
+        "{err}"
+    );
+    assert_eq!(
+        pinned(),
+        [BLOCK_TUNABLE],
+        "the tunable stays while C is inside"
+    );
+    let d = target.enter_block(4);
+    target.release();
+    assert_eq!(
+        c.join().unwrap(),
+        3 + BLOCK_NEW,
+        "C keeps V' until it leaves"
+    );
+    assert_eq!(
+        d.join().unwrap(),
+        4 + BLOCK_V1,
+        "D moved back at its trigger"
+    );
+    let unloaded = ok(&["unload", BLOCK_TUNABLE]);
+    assert!(unloaded.contains("unloaded KX_TARGET_BLOCK"), "{unloaded}");
+    assert!(pinned().is_empty());
+    let e = target.enter_block(5);
+    target.release();
+    assert_eq!(e.join().unwrap(), 5 + BLOCK_V1, "after unload");
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_global_mode_switches_nobody_while_a_task_is_inside() {
+    let _clean = Clean::start();
+    let target = TargetModule::insert();
+    let plan = repo_path(BLOCK_PLAN).display().to_string();
+    let new = BLOCK_NEW.to_string();
+
+    // A timeout shorter than A's sleep: aborted, nothing loaded.
+    let a = target.enter_block(1);
+    let err = refused(&[
+        "load",
+        &plan,
+        "--value",
+        &new,
+        "--mode",
+        "global",
+        "--timeout",
+        "1",
+    ]);
+    assert!(
+        err.contains("global transition to 256 aborted") && err.contains("old value stays"),
+        "{err}"
+    );
+    assert!(pinned().is_empty(), "an aborted global load leaves nothing");
+
+    // A longer timeout: the load waits for A; B, entering meanwhile, gets the old value.
+    let load = command(&[
+        "load",
+        &plan,
+        "--value",
+        &new,
+        "--mode",
+        "global",
+        "--timeout",
+        "60",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawning kernelx load");
+    assert!(
+        loop_until(Duration::from_secs(30), || pinned().len() == 1),
+        "the load never pinned the tunable"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let b = target.enter_block(2);
+    target.release();
+    assert_eq!(a.join().unwrap(), 1 + BLOCK_V1);
+    assert_eq!(
+        b.join().unwrap(),
+        2 + BLOCK_V1,
+        "nobody switches while A is inside"
+    );
+    let output = load.wait_with_output().expect("waiting for kernelx load");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("global transition to 256 done"), "{err}");
+    let c = target.enter_block(3);
+    target.release();
+    assert_eq!(
+        c.join().unwrap(),
+        3 + BLOCK_NEW,
+        "everyone switched once A left"
+    );
+
+    // The way back: D inside with V'; a short unload aborts and V' stays, for everyone.
+    let d = target.enter_block(4);
+    let err = refused(&["unload", BLOCK_TUNABLE, "--timeout", "1"]);
+    assert!(
+        err.contains("aborted") && err.contains("old value stays"),
+        "{err}"
+    );
+    let status = block_status();
+    assert_eq!(status["value"], BLOCK_NEW, "{status:#}");
+    assert_eq!(status["transition"]["state"], "aborted", "{status:#}");
+    let e = target.enter_block(5);
+    target.release();
+    assert_eq!(d.join().unwrap(), 4 + BLOCK_NEW);
+    assert_eq!(
+        e.join().unwrap(),
+        5 + BLOCK_NEW,
+        "the aborted way back changed nothing"
+    );
+    let unloaded = ok(&["unload", BLOCK_TUNABLE]);
+    assert!(
+        unloaded.contains("global transition to the built-in value done"),
+        "{unloaded}"
+    );
+    let f = target.enter_block(6);
+    target.release();
+    assert_eq!(f.join().unwrap(), 6 + BLOCK_V1, "after unload");
 }

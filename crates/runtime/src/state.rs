@@ -20,16 +20,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::kprobes::Kprobes;
 use crate::lock::{self, LockError};
-use crate::sie::{ProbeRole, SieError, SieProgram, SieRuntime};
+use crate::sie::{ProbeRole, Setting, SieError, SieProgram, SieRuntime, TransitionState};
 
 const RECORDS: &str = "tunables";
 
-/// When tasks switch to a new value. Only immediate mode exists so far.
+/// When tasks switch to a new value (spec section 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// The next use of the constant by any task sees the value.
     Immediate,
+    /// A task switches once none of its frames is inside a safe span.
+    PerTask,
+    /// No task switches until no task is inside any safe span; then all at once.
+    Global,
 }
 
 impl Mode {
@@ -37,6 +41,8 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Immediate => "immediate",
+            Mode::PerTask => "per-task",
+            Mode::Global => "global",
         }
     }
 }
@@ -215,10 +221,13 @@ pub struct TunableStatus {
     pub links: usize,
     /// `None` when the load completed; otherwise why the tunable is not fully loaded.
     pub incomplete: Option<String>,
-    /// The mode, from the record.
+    /// The mode, from the kernel.
     pub mode: Option<Mode>,
-    /// V', from the record.
+    /// V' of the newest transition, from the kernel (`None` while moving back to the built-in
+    /// value).
     pub value: Option<i64>,
+    /// The transition state, from the kernel (a pending per-task transition was swept once).
+    pub transition: Option<TransitionState>,
     /// The kernel's built-in value, from the plan.
     pub default: Option<i64>,
     /// Every probe, in program order (empty without a record).
@@ -296,6 +305,7 @@ fn tunable_status(
         incomplete: None,
         mode: None,
         value: None,
+        transition: None,
         default: None,
         probes: Vec::new(),
     };
@@ -310,8 +320,13 @@ fn tunable_status(
         status.incomplete = Some("pins missing: a load was interrupted".to_owned());
         return Ok(status);
     }
-    status.mode = Some(record.mode);
-    status.value = Some(record.value);
+    let transition = runtime.transition_state(&status.name)?;
+    status.mode = Some(transition.mode);
+    status.value = match transition.target {
+        Setting::Value(v) => Some(v),
+        Setting::Compiled => None,
+    };
+    status.transition = Some(transition);
     status.default = Some(tunable.default);
     let program = SieProgram::from_plan(tunable)?;
     let stats = runtime.stats(&program)?;

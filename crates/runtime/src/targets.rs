@@ -1,7 +1,7 @@
 //! Where each probe of a tunable's SIE program goes: the addresses [`verify`](crate::verify)
 //! resolved, never a lookup by name (which picks the first of same-named static functions).
 
-use crate::sie::{ProbeRole, SieProgram};
+use crate::sie::{ProbeRole, SieProgram, SpanAddress};
 use crate::verify::{VerifiedSite, VerifiedTunable};
 
 /// A probe the verification did not place.
@@ -21,6 +21,19 @@ pub enum TargetError {
         /// Pre or post.
         role: ProbeRole,
     },
+    /// No verified site lies in the function of a safe span.
+    #[error(
+        "tunable '{tunable}': safe span {span} is in {function}, where the verification \
+         resolved no site; nothing was loaded"
+    )]
+    UnverifiedSpan {
+        /// The tunable.
+        tunable: String,
+        /// The span's id.
+        span: String,
+        /// Its function.
+        function: String,
+    },
 }
 
 /// The verified address of every probe of `program`, in the program's probe order.
@@ -29,6 +42,39 @@ pub fn verified_addresses(
     verified: &VerifiedTunable<'_>,
 ) -> Result<Vec<u64>, TargetError> {
     addresses_in(program, &verified.sites)
+}
+
+/// The address ranges of every safe span of `program`, in the function the verification
+/// resolved for the sites of that span.
+pub fn verified_spans(
+    program: &SieProgram,
+    verified: &VerifiedTunable<'_>,
+) -> Result<Vec<SpanAddress>, TargetError> {
+    spans_in(program, &verified.sites)
+}
+
+fn spans_in(
+    program: &SieProgram,
+    sites: &[VerifiedSite<'_>],
+) -> Result<Vec<SpanAddress>, TargetError> {
+    let mut addresses = Vec::new();
+    for (index, span) in program.spans().iter().enumerate() {
+        let function = sites
+            .iter()
+            .find(|s| s.site.safe_span == span.id && s.site.function == span.function)
+            .map(|s| s.function_address)
+            .ok_or_else(|| TargetError::UnverifiedSpan {
+                tunable: program.tunable().to_owned(),
+                span: span.id.clone(),
+                function: span.function.clone(),
+            })?;
+        addresses.extend(span.ranges.iter().map(|r| SpanAddress {
+            span: index,
+            start: function + u64::from(r.start),
+            end: function + u64::from(r.end),
+        }));
+    }
+    Ok(addresses)
 }
 
 fn addresses_in(program: &SieProgram, sites: &[VerifiedSite<'_>]) -> Result<Vec<u64>, TargetError> {
@@ -87,6 +133,29 @@ mod tests {
             .collect();
         assert_eq!(addresses, expected);
         assert_eq!(addresses.len(), 4, "three post-probes and one pre-probe");
+    }
+
+    #[test]
+    fn spans_are_placed_in_their_sites_function() {
+        let plan: Plan = serde_json::from_str(PLAN).unwrap();
+        let program = SieProgram::from_plan(&plan.tunables[0]).unwrap();
+        let spans = spans_in(&program, &verified(&plan)).unwrap();
+        // alloc_pipe_info/0 has one range, /1 and /2 two each (golden plan).
+        assert_eq!(
+            spans.iter().map(|s| s.span).collect::<Vec<_>>(),
+            [0, 1, 1, 2, 2]
+        );
+        assert_eq!(
+            (spans[0].start, spans[0].end),
+            (FUNCTION + 107, FUNCTION + 502)
+        );
+        let mut sites = verified(&plan);
+        sites.retain(|s| s.site.safe_span != program.spans()[2].id);
+        let err = spans_in(&program, &sites).unwrap_err().to_string();
+        assert!(
+            err.contains("safe span fs/pipe.c:alloc_pipe_info/2"),
+            "{err}"
+        );
     }
 
     #[test]

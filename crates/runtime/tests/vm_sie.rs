@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use kernelx_plan::{Plan, TunablePlan};
 use kernelx_runtime::sie::testing::Detached;
-use kernelx_runtime::sie::{ProbeRole, ProbeTarget, SieError, SieProgram, SieRuntime};
+use kernelx_runtime::sie::{
+    LoadRequest, Outcome, ProbeRole, ProbeTarget, SieError, SieProgram, SieRuntime,
+};
 use libbpf_rs::{KprobeOpts, UprobeOpts};
 
 const PIPE_PLAN: &str = "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json";
@@ -111,7 +113,7 @@ impl KernelxModule {
 impl Drop for KernelxModule {
     fn drop(&mut self) {
         if !self.removed {
-            let _ = SieRuntime::system().unload("PIPE_DEF_BUFFERS");
+            let _ = SieRuntime::system().detach("PIPE_DEF_BUFFERS");
             loop_until(Duration::from_secs(5), rmmod);
         }
     }
@@ -147,13 +149,17 @@ fn vm_sie_tunes_pipe_def_buffers() {
     let module = KernelxModule::insert();
     let program = SieProgram::from_plan(&pipe_tunable()).expect("the fs plan is supported");
     let runtime = SieRuntime::system();
-    let _ = runtime.unload(program.tunable()); // a leftover of an aborted run
+    let _ = runtime.detach(program.tunable()); // a leftover of an aborted run
 
     assert_eq!(new_pipe_size(), 16 * PAGE, "before loading");
     let before = pipe_cost(2000);
 
     let loaded = runtime
-        .load(&program, 32, ProbeTarget::symbol_of)
+        .load(
+            &program,
+            &LoadRequest::immediate(32),
+            ProbeTarget::symbol_of,
+        )
         .unwrap_or_else(|e| panic!("loading V' = 32: {e}"));
     eprintln!(
         "load: verify {:?}, fill {:?}, attach {:?} ({} probes), pin {:?}",
@@ -218,23 +224,33 @@ fn vm_sie_tunes_pipe_def_buffers() {
     }
 
     let start = Instant::now();
-    runtime.set(&program, 64).expect("setting V' = 64");
+    runtime
+        .set(&program, 64, Duration::ZERO)
+        .expect("setting V' = 64");
     eprintln!("set: {:?}", start.elapsed());
     assert_eq!(new_pipe_size(), 64 * PAGE, "after setting V' = 64");
 
     // Refusals change nothing.
-    let err = runtime.set(&program, 0).unwrap_err();
+    let err = runtime.set(&program, 0, Duration::ZERO).unwrap_err();
     assert!(matches!(err, SieError::OutOfRange { .. }), "{err}");
     assert!(err.to_string().contains("[1, 1048576]"), "{err}");
     let err = runtime
-        .load(&program, 32, ProbeTarget::symbol_of)
+        .load(
+            &program,
+            &LoadRequest::immediate(32),
+            ProbeTarget::symbol_of,
+        )
         .unwrap_err();
     assert!(matches!(err, SieError::AlreadyLoaded { .. }), "{err}");
     assert_eq!(new_pipe_size(), 64 * PAGE, "after the refusals");
 
     let start = Instant::now();
-    runtime.unload(program.tunable()).expect("unloading");
+    let back = runtime
+        .unload(&program, Duration::ZERO)
+        .expect("unloading")
+        .expect("a complete load goes back through a transition");
     eprintln!("unload: {:?}", start.elapsed());
+    assert!(matches!(back.outcome, Outcome::Done { .. }), "{back:?}");
     assert_eq!(new_pipe_size(), 16 * PAGE, "after unloading");
     assert!(
         !loaded.dir.exists(),
@@ -257,7 +273,11 @@ fn vm_sie_load_is_all_or_nothing() {
     let program = SieProgram::from_plan(&pipe_tunable()).expect("the fs plan is supported");
     let runtime = SieRuntime::system();
     let err = runtime
-        .load(&program, 32, ProbeTarget::symbol_of)
+        .load(
+            &program,
+            &LoadRequest::immediate(32),
+            ProbeTarget::symbol_of,
+        )
         .unwrap_err();
     assert!(matches!(err, SieError::ModuleMissing { .. }), "{err}");
     assert!(!runtime.is_loaded(program.tunable()).unwrap());
@@ -266,7 +286,7 @@ fn vm_sie_load_is_all_or_nothing() {
     // The last probe goes to a function that does not exist: the whole load fails.
     let last = program.probes().len() - 1;
     let err = runtime
-        .load(&program, 32, |probe| {
+        .load(&program, &LoadRequest::immediate(32), |probe| {
             if std::ptr::eq(probe, &program.probes()[last]) {
                 ProbeTarget::Symbol {
                     function: "kernelx_no_such_function".to_owned(),
@@ -566,7 +586,11 @@ impl TargetModule {
         );
         let start = Instant::now();
         let loaded = runtime
-            .load(&program, *v_new, ProbeTarget::symbol_of)
+            .load(
+                &program,
+                &LoadRequest::immediate(*v_new),
+                ProbeTarget::symbol_of,
+            )
             .unwrap_or_else(|e| panic!("loading {}: {e}", tunable.name));
         eprintln!(
             "{file}: load {:?} (verify {:?}, attach {:?})",
@@ -576,7 +600,7 @@ impl TargetModule {
         );
         let tuned = self.call_with(file, *x);
         let stats = runtime.stats(&program).expect("reading the counters");
-        runtime.unload(&tunable.name).expect("unloading");
+        runtime.detach(&tunable.name).expect("unloading");
         assert_eq!(
             tuned, *at_v_new,
             "{file}({x:#x}) with V' = {v_new:#x}: {stats:?}"
@@ -708,11 +732,15 @@ fn vm_sie_loads_registers_and_stored_memory() {
     ))
     .expect("a store is supported");
     runtime
-        .load(&program, 0x1234, ProbeTarget::symbol_of)
+        .load(
+            &program,
+            &LoadRequest::immediate(0x1234),
+            ProbeTarget::symbol_of,
+        )
         .expect("loading a store into text (the kfunc, not the loader, refuses)");
     let result = target.call("store32");
     let stats = runtime.stats(&program).expect("reading the counters");
-    runtime.unload(program.tunable()).expect("unloading");
+    runtime.detach(program.tunable()).expect("unloading");
     assert_eq!(
         result, 0xc0ffee,
         "the refused update must leave the stored value"
@@ -883,11 +911,15 @@ impl TargetModule {
             );
         }
         runtime
-            .load(&program, case.v_new, ProbeTarget::symbol_of)
+            .load(
+                &program,
+                &LoadRequest::immediate(case.v_new),
+                ProbeTarget::symbol_of,
+            )
             .unwrap_or_else(|e| panic!("loading {} = {:#x}: {e}", case.constant, case.v_new));
         let tuned: Vec<_> = xs.iter().map(|&x| self.result_text(case.file, x)).collect();
         let stats = runtime.stats(&program).expect("reading the counters");
-        runtime.unload(&tunable.name).expect("unloading");
+        runtime.detach(&tunable.name).expect("unloading");
         for (&x, tuned) in xs.iter().zip(&tuned) {
             assert_eq!(
                 *tuned,
@@ -1010,7 +1042,7 @@ fn vm_sie_a_value_saved_at_another_stack_pointer_is_not_used() {
     // down the same task's stack: it saves a value and marks the site, but at another
     // stack pointer than the post-probe's.
     runtime
-        .load(&program, 9, |probe| {
+        .load(&program, &LoadRequest::immediate(9), |probe| {
             if std::ptr::eq(probe, pre) {
                 ProbeTarget::Symbol {
                     function: "kx_target_case_read".to_owned(),
@@ -1026,7 +1058,7 @@ fn vm_sie_a_value_saved_at_another_stack_pointer_is_not_used() {
         .map(|&x| (x, target.call_with("shl", x)))
         .collect();
     let stats = runtime.stats(&program).expect("reading the counters");
-    runtime.unload(program.tunable()).expect("unloading");
+    runtime.detach(program.tunable()).expect("unloading");
     for (x, result) in results {
         assert_eq!(result, (x << 7) as i64, "shl({x:#x}) kept V1: {stats:?}");
     }

@@ -6,8 +6,14 @@ use kernelx_plan::{Address, Gpr, Segment, Width};
 
 /// The attach cookie of the probe at index 0 of `kx_probes` (cookie 0 means "none").
 pub(crate) const COOKIE_BASE: u64 = 1;
-/// Entries of `kx_probes` (and `kx_stats`).
+/// Entries of a `kx_probes` slot (and of `kx_stats`).
 pub(crate) const MAX_PROBES: usize = 256;
+/// Slots of `kx_probes`: generation `g` uses slot `g % SLOTS`.
+pub(crate) const SLOTS: u64 = 2;
+/// Entries of `kx_ranges`.
+pub(crate) const MAX_RANGES: usize = 64;
+/// `span` of a probe entry whose site has no safe span.
+pub(crate) const NO_SPAN: u64 = 0xffff_ffff;
 /// Mark slots per task: sites whose post-probe needs their pre-probe.
 pub(crate) const MAX_MARKS: usize = 256;
 /// `mark` of a post-probe that applies on every path.
@@ -101,6 +107,7 @@ pub(crate) struct ProbeEntry {
     pub input_high8: u64,
     pub undo_op: u64,
     pub undo_value: u64,
+    pub span: u64,
 }
 
 /// `sizeof(struct kx_probe)`.
@@ -126,6 +133,7 @@ impl ProbeEntry {
             self.input_high8,
             self.undo_op,
             self.undo_value,
+            self.span,
         ]
         .iter()
         .flat_map(|field| field.to_ne_bytes())
@@ -150,26 +158,168 @@ pub(crate) const PROBE_STATS_SIZE: usize = 24;
 impl ProbeStats {
     /// Reads a `kx_stats` value; `None` when it has the wrong size.
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<ProbeStats> {
-        let field = |i: usize| -> Option<u64> {
-            Some(u64::from_ne_bytes(
-                bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?,
-            ))
-        };
-        (bytes.len() == PROBE_STATS_SIZE).then_some(())?;
+        let f = u64_fields(bytes, PROBE_STATS_SIZE)?;
         Some(ProbeStats {
-            hits: field(0)?,
-            errors: field(1)?,
-            last_error: field(2)? as i64,
+            hits: f[0],
+            errors: f[1],
+            last_error: f[2] as i64,
         })
     }
 }
 
-/// `sizeof(struct kx_control)`.
-pub(crate) const CONTROL_SIZE: usize = 8;
+/// `enum kx_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum ModeCode {
+    /// `KX_MODE_IMMEDIATE`.
+    Immediate = 0,
+    /// `KX_MODE_PER_TASK`.
+    PerTask = 1,
+    /// `KX_MODE_GLOBAL`.
+    Global = 2,
+}
 
-/// `struct kx_control` with `armed` set or clear.
-pub(crate) fn control_bytes(armed: bool) -> [u8; CONTROL_SIZE] {
-    u64::from(armed).to_ne_bytes()
+/// `enum kx_transition`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum TransitionCode {
+    /// `KX_TRANSITION_DONE`.
+    Done = 0,
+    /// `KX_TRANSITION_PENDING`.
+    Pending = 1,
+    /// `KX_TRANSITION_ABORTED`.
+    Aborted = 2,
+}
+
+/// `struct kx_control`: the program's switches and the loader's record of transitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Control {
+    pub armed: u64,
+    pub mode: u64,
+    pub key: u64,
+    pub target_gen: u64,
+    pub stable_gen: u64,
+    pub ranges: u64,
+    pub transition: u64,
+    pub started_ns: u64,
+    pub latency_ns: u64,
+    pub slot_value: [i64; SLOTS as usize],
+    pub slot_compiled: [u64; SLOTS as usize],
+}
+
+/// `sizeof(struct kx_control)`.
+pub(crate) const CONTROL_SIZE: usize = 13 * 8;
+
+impl Control {
+    fn fields(&self) -> [u64; 13] {
+        [
+            self.armed,
+            self.mode,
+            self.key,
+            self.target_gen,
+            self.stable_gen,
+            self.ranges,
+            self.transition,
+            self.started_ns,
+            self.latency_ns,
+            self.slot_value[0] as u64,
+            self.slot_value[1] as u64,
+            self.slot_compiled[0],
+            self.slot_compiled[1],
+        ]
+    }
+
+    /// The value as the map stores it.
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        self.fields().iter().flat_map(|f| f.to_ne_bytes()).collect()
+    }
+
+    /// Reads a `kx_control` value; `None` when it has the wrong size.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Control> {
+        let f = u64_fields(bytes, CONTROL_SIZE)?;
+        Some(Control {
+            armed: f[0],
+            mode: f[1],
+            key: f[2],
+            target_gen: f[3],
+            stable_gen: f[4],
+            ranges: f[5],
+            transition: f[6],
+            started_ns: f[7],
+            latency_ns: f[8],
+            slot_value: [f[9] as i64, f[10] as i64],
+            slot_compiled: [f[11], f[12]],
+        })
+    }
+}
+
+/// `struct kx_span_range`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SpanRange {
+    pub start: u64,
+    pub end: u64,
+    pub span: u64,
+}
+
+/// `sizeof(struct kx_span_range)`.
+pub(crate) const SPAN_RANGE_SIZE: usize = 24;
+
+impl SpanRange {
+    /// The value as the map stores it.
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        [self.start, self.end, self.span]
+            .iter()
+            .flat_map(|f| f.to_ne_bytes())
+            .collect()
+    }
+
+    /// Reads a `kx_ranges` value; `None` when it has the wrong size.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<SpanRange> {
+        let f = u64_fields(bytes, SPAN_RANGE_SIZE)?;
+        Some(SpanRange {
+            start: f[0],
+            end: f[1],
+            span: f[2],
+        })
+    }
+}
+
+/// `struct kx_inside`: a task a sweep found inside a safe span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inside {
+    pub pid: u64,
+    pub addr: u64,
+}
+
+/// `sizeof(struct kx_inside)`.
+pub(crate) const INSIDE_SIZE: usize = 16;
+
+impl Inside {
+    /// The records of one sweep's output; `None` when it is not a whole number of them.
+    pub(crate) fn parse_all(bytes: &[u8]) -> Option<Vec<Inside>> {
+        bytes.len().is_multiple_of(INSIDE_SIZE).then_some(())?;
+        bytes
+            .chunks(INSIDE_SIZE)
+            .map(|chunk| {
+                let f = u64_fields(chunk, INSIDE_SIZE)?;
+                Some(Inside {
+                    pid: f[0],
+                    addr: f[1],
+                })
+            })
+            .collect()
+    }
+}
+
+/// The native-endian u64s of `bytes`, which must be `size` long.
+fn u64_fields(bytes: &[u8], size: usize) -> Option<Vec<u64>> {
+    (bytes.len() == size).then_some(())?;
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().expect("chunks of 8")))
+            .collect(),
+    )
 }
 
 /// `enum kernelx_reg`: registers are numbered as the hardware encodes them.
@@ -241,6 +391,23 @@ mod tests {
         assert_eq!(c_value(SIE_H, "KX_COOKIE_BASE"), COOKIE_BASE);
         assert_eq!(c_value(SIE_H, "KX_MAX_PROBES"), MAX_PROBES as u64);
         assert_eq!(c_value(SIE_H, "KX_MAX_MARKS"), MAX_MARKS as u64);
+        assert_eq!(c_value(SIE_H, "KX_SLOTS"), SLOTS);
+        assert_eq!(c_value(SIE_H, "KX_MAX_RANGES"), MAX_RANGES as u64);
+        assert_eq!(c_value(SIE_H, "KX_NO_SPAN"), NO_SPAN);
+        for (name, mode) in [
+            ("KX_MODE_IMMEDIATE", ModeCode::Immediate),
+            ("KX_MODE_PER_TASK", ModeCode::PerTask),
+            ("KX_MODE_GLOBAL", ModeCode::Global),
+        ] {
+            assert_eq!(c_value(SIE_H, name), mode as u64, "{name}");
+        }
+        for (name, code) in [
+            ("KX_TRANSITION_DONE", TransitionCode::Done),
+            ("KX_TRANSITION_PENDING", TransitionCode::Pending),
+            ("KX_TRANSITION_ABORTED", TransitionCode::Aborted),
+        ] {
+            assert_eq!(c_value(SIE_H, name), code as u64, "{name}");
+        }
         assert_eq!(c_value(SIE_H, "KX_NO_MARK"), NO_MARK);
         assert_eq!(c_value(SIE_H, "KX_CMP"), COMPARE_CMP);
         assert_eq!(c_value(SIE_H, "KX_TEST"), COMPARE_TEST);
@@ -334,6 +501,7 @@ mod tests {
                 "input_high8",
                 "undo_op",
                 "undo_value",
+                "span",
             ]
         );
         assert_eq!(PROBE_ENTRY_SIZE, fields.len() * 8);
@@ -352,9 +520,66 @@ mod tests {
 
     #[test]
     fn control_mirrors_struct_kx_control() {
-        assert_eq!(c_fields(SIE_H, "kx_control"), ["armed"]);
-        assert_eq!(control_bytes(true), 1u64.to_ne_bytes());
-        assert_eq!(control_bytes(false), [0; CONTROL_SIZE]);
+        assert_eq!(
+            c_fields(SIE_H, "kx_control"),
+            [
+                "armed",
+                "mode",
+                "key",
+                "target_gen",
+                "stable_gen",
+                "ranges",
+                "transition",
+                "started_ns",
+                "latency_ns",
+                "slot_value[KX_SLOTS]",
+                "slot_compiled[KX_SLOTS]",
+            ]
+        );
+        let control = Control {
+            armed: 1,
+            target_gen: 3,
+            slot_value: [-5, 7],
+            slot_compiled: [0, 1],
+            ..Control::default()
+        };
+        let bytes = control.to_bytes();
+        assert_eq!(bytes.len(), CONTROL_SIZE);
+        assert_eq!(bytes[24..32], 3u64.to_ne_bytes());
+        assert_eq!(bytes[72..80], (-5i64).to_ne_bytes());
+        assert_eq!(bytes[96..104], 1u64.to_ne_bytes());
+        assert_eq!(Control::from_bytes(&bytes), Some(control));
+        assert_eq!(Control::from_bytes(&bytes[8..]), None);
+    }
+
+    #[test]
+    fn span_ranges_and_inside_records_mirror_the_header() {
+        assert_eq!(c_fields(SIE_H, "kx_span_range"), ["start", "end", "span"]);
+        let range = SpanRange {
+            start: 1,
+            end: 2,
+            span: 3,
+        };
+        assert_eq!(range.to_bytes().len(), SPAN_RANGE_SIZE);
+        assert_eq!(range.to_bytes()[16..24], 3u64.to_ne_bytes());
+        assert_eq!(SpanRange::from_bytes(&range.to_bytes()), Some(range));
+        assert_eq!(c_fields(SIE_H, "kx_inside"), ["pid", "addr"]);
+        let bytes: Vec<u8> = [7u64, 0xffff_ffff_8100_0010, 8, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        assert_eq!(
+            Inside::parse_all(&bytes),
+            Some(vec![
+                Inside {
+                    pid: 7,
+                    addr: 0xffff_ffff_8100_0010
+                },
+                Inside { pid: 8, addr: 0 }
+            ])
+        );
+        assert_eq!(Inside::parse_all(&bytes[..20]), None);
+        assert_eq!(Inside::parse_all(&[]), Some(vec![]));
     }
 
     #[test]

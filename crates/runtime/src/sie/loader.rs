@@ -2,9 +2,11 @@
 //! state under `<root>/<tunable>/`:
 //!
 //! * `program`: the `kx_sie` program;
-//! * `probes`: the `kx_probes` map, what each probe does with IV' for the current V';
+//! * `probes`: the `kx_probes` map, what each probe does with IV', one slot per generation;
 //! * `stats`: the `kx_stats` map, per-probe hit and error counters;
-//! * `control`: the `kx_control` map, whether the probes act at all;
+//! * `control`: the `kx_control` map: armed, mode, generations, the transitions' record;
+//! * `ranges`: the `kx_ranges` map, the safe spans' addresses;
+//! * `sweep`: the task iterator link of `kx_sweep` (reading it runs a per-task sweep);
 //! * `link-NNN`: the kprobe link of probe NNN (its index, cookie NNN + 1).
 //!
 //! The links hold the program and the program holds its maps, so the pins are all that keeps
@@ -22,8 +24,12 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, Program};
 
 use super::SieError;
-use super::abi::{self, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, ProbeEntry, ProbeStats};
+use super::abi::{
+    self, Control, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, ProbeEntry, ProbeStats, SpanRange,
+};
 use super::program::{Probe, SieProgram};
+use super::transition::{self, Pinned, Setting, Transition, TransitionState};
+use crate::state::Mode;
 
 /// `bpf/sie.bpf.c`, compiled by build.rs.
 const SIE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sie.bpf.o"));
@@ -31,6 +37,9 @@ pub(super) const PROGRAM: &str = "kx_sie";
 pub(super) const PROBES_MAP: &str = "kx_probes";
 pub(super) const STATS_MAP: &str = "kx_stats";
 pub(super) const CONTROL_MAP: &str = "kx_control";
+pub(super) const RANGES_MAP: &str = "kx_ranges";
+const SWEEP_PROGRAM: &str = "kx_sweep";
+pub(super) const SWEEP_PIN: &str = "sweep";
 
 /// Present while the kernelx module (kmod/) is loaded.
 const KERNELX_MODULE: &str = "/sys/module/kernelx";
@@ -78,12 +87,52 @@ impl fmt::Display for ProbeTarget {
 pub struct LoadTimings {
     /// Opening the object and loading it (the verifier's work).
     pub verify: Duration,
+    /// Instructions the verifier processed for the programs (`None` if the kernel does not
+    /// say).
+    pub verified_insns: Option<u64>,
     /// Writing the probe entries.
     pub fill: Duration,
     /// Attaching every probe.
     pub attach: Duration,
     /// Pinning program, maps and links.
     pub pin: Duration,
+}
+
+/// An address range of a safe span in the running kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanAddress {
+    /// The span's index in [`SieProgram::spans`].
+    pub span: usize,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// How to load a tunable.
+#[derive(Clone, Debug)]
+pub struct LoadRequest {
+    /// V'.
+    pub value: i64,
+    /// When tasks switch to it (and back on unload).
+    pub mode: Mode,
+    /// The safe spans' addresses (every range of every span; per-task and global modes wait
+    /// for tasks inside them).
+    pub spans: Vec<SpanAddress>,
+    /// How long a per-task or global transition may take.
+    pub timeout: Duration,
+}
+
+impl LoadRequest {
+    /// V' in immediate mode (which waits for nothing and needs no span addresses).
+    pub fn immediate(value: i64) -> LoadRequest {
+        LoadRequest {
+            value,
+            mode: Mode::Immediate,
+            spans: Vec::new(),
+            timeout: Duration::ZERO,
+        }
+    }
 }
 
 /// A tunable just loaded.
@@ -95,6 +144,8 @@ pub struct Loaded {
     pub targets: Vec<ProbeTarget>,
     /// How long the load took.
     pub timings: LoadTimings,
+    /// The move from the compiled value to V'.
+    pub transition: Transition,
 }
 
 /// Loads, changes and unloads tunables pinned under one bpffs directory.
@@ -138,17 +189,20 @@ impl SieRuntime {
         Ok(self.dir(tunable)?.is_dir())
     }
 
-    /// Loads `program` with V' = `value`: all probes attached and pinned, or none. `locate`
-    /// says where each probe goes (verified addresses, or `function+offset`).
+    /// Loads `program` with `request.value`: all probes attached and pinned, or none, then
+    /// moves the tasks to the value as `request.mode` says. `locate` says where each probe
+    /// goes (verified addresses, or `function+offset`).
     ///
-    /// Every check that does not need the kernel (the value's range, the tunable's name, an
-    /// earlier load) runs before anything is loaded. The probes are attached disarmed and
-    /// armed at once when every one of them is attached and pinned (pairs with the
-    /// `kx_control` check in `kx_sie`, bpf/sie.bpf.c), so a failed load never tuned anything.
+    /// Every check that does not need the kernel (the value's range, the tunable's name, the
+    /// spans, an earlier load) runs before anything is loaded. The probes are attached
+    /// disarmed and armed at once when every one of them is attached and pinned (pairs with
+    /// the `kx_control` check in `kx_sie`, bpf/sie.bpf.c), at a generation that does nothing;
+    /// the value then arrives by a transition. A global transition that aborts unloads the
+    /// tunable again: nothing was ever tuned.
     pub fn load(
         &self,
         program: &SieProgram,
-        value: i64,
+        request: &LoadRequest,
         locate: impl Fn(&Probe) -> ProbeTarget,
     ) -> Result<Loaded, SieError> {
         let tunable = program.tunable();
@@ -159,7 +213,8 @@ impl SieRuntime {
                 dir,
             });
         }
-        let entries = program.entries(value)?;
+        let entries = program.entries(request.value)?;
+        let ranges = span_ranges(program, &request.spans)?;
         if !Path::new(KERNELX_MODULE).is_dir() {
             return Err(SieError::ModuleMissing {
                 tunable: tunable.to_owned(),
@@ -170,19 +225,30 @@ impl SieRuntime {
         let start = Instant::now();
         let object = open_and_load(tunable)?;
         timings.verify = start.elapsed();
+        timings.verified_insns = object
+            .progs()
+            .map(|p| verified_insns(&p))
+            .sum::<Option<u64>>();
 
         let start = Instant::now();
         let probes = map_of(tunable, &object, PROBES_MAP, PROBE_ENTRY_SIZE)?;
         map_of(tunable, &object, STATS_MAP, PROBE_STATS_SIZE)?;
         let control = map_of(tunable, &object, CONTROL_MAP, abi::CONTROL_SIZE)?;
-        write_entries(tunable, &probes, &entries)?;
+        let ranges_map = map_of(tunable, &object, RANGES_MAP, abi::SPAN_RANGE_SIZE)?;
+        write_entries(tunable, &probes, 0, &program.compiled_entries())?;
+        for (index, range) in ranges.iter().enumerate() {
+            ranges_map
+                .update(
+                    &(index as u32).to_ne_bytes(),
+                    &range.to_bytes(),
+                    MapFlags::ANY,
+                )
+                .map_err(|source| map_error(tunable, "writing", RANGES_MAP, source))?;
+        }
         timings.fill = start.elapsed();
 
         let start = Instant::now();
-        let prog = object
-            .progs()
-            .find(|p| p.name() == PROGRAM)
-            .expect("bpf/sie.bpf.c defines kx_sie");
+        let prog = program_of(&object, PROGRAM);
         let mut links = Vec::with_capacity(program.probes().len());
         let mut targets = Vec::with_capacity(program.probes().len());
         for (index, probe) in program.probes().iter().enumerate() {
@@ -201,38 +267,81 @@ impl SieRuntime {
             links.push(link);
             targets.push(target);
         }
+        let sweep = object
+            .progs_mut()
+            .find(|p| p.name() == SWEEP_PROGRAM)
+            .expect("bpf/sie.bpf.c defines kx_sweep")
+            .attach()
+            .map_err(|source| SieError::Load {
+                tunable: tunable.to_owned(),
+                source,
+            })?;
         timings.attach = start.elapsed();
 
         let start = Instant::now();
-        let armed = pin_all(tunable, &self.root, &dir, object, &mut links)
-            .and_then(|()| set_armed(tunable, &control, true));
+        let pinned = Pinned::from_maps(tunable, &dir, control, probes);
+        let armed = pin_all(tunable, &self.root, &dir, object, &mut links, sweep).and_then(|()| {
+            let key = pinned.key()?;
+            pinned.write_control(&Control {
+                armed: 1,
+                mode: transition::mode_code(request.mode),
+                key,
+                ranges: ranges.len() as u64,
+                slot_compiled: [1, 1],
+                ..Control::default()
+            })
+        });
         if let Err(e) = armed {
             // The pins made so far would keep the (disarmed) probes alive.
             let _ = remove_pins(tunable, &dir);
             return Err(e);
         }
         timings.pin = start.elapsed();
+
+        let transition = match transition::move_to(
+            &pinned,
+            Setting::Value(request.value),
+            &entries,
+            request.timeout,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                // Aborted or failed before any task switched: take the tunable back out.
+                let _ = self.detach(tunable);
+                return Err(e);
+            }
+        };
         Ok(Loaded {
             dir,
             targets,
             timings,
+            transition,
         })
     }
 
-    /// Changes a loaded tunable's value to `value`: the pinned entries are rewritten, one map
-    /// update each (pairs with the lookup in `kx_sie`, bpf/sie.bpf.c; see "Races accepted" in
-    /// the module docs).
-    pub fn set(&self, program: &SieProgram, value: i64) -> Result<(), SieError> {
-        let tunable = program.tunable();
+    /// Changes a loaded tunable's value to `value`: the new entries go into the slot no task
+    /// uses, then the tasks move to it as the tunable's mode says (waiting at most `timeout`).
+    pub fn set(
+        &self,
+        program: &SieProgram,
+        value: i64,
+        timeout: Duration,
+    ) -> Result<Transition, SieError> {
         let entries = program.entries(value)?;
-        let map = self.pinned_map(tunable, "probes", PROBE_ENTRY_SIZE)?;
-        write_entries(tunable, &map, &entries)
+        let pinned = self.pinned(program.tunable())?;
+        transition::move_to(&pinned, Setting::Value(value), &entries, timeout)
+    }
+
+    /// The transition state of a loaded tunable (a pending per-task transition is swept once,
+    /// and recorded done when nobody is left behind).
+    pub fn transition_state(&self, tunable: &str) -> Result<TransitionState, SieError> {
+        transition::state(&self.pinned(tunable)?)
     }
 
     /// The hit and error counters of each probe of a loaded tunable, in probe order.
     pub fn stats(&self, program: &SieProgram) -> Result<Vec<ProbeStats>, SieError> {
         let tunable = program.tunable();
-        let map = self.pinned_map(tunable, "stats", PROBE_STATS_SIZE)?;
+        let map = open_pinned(tunable, &self.dir(tunable)?, "stats", PROBE_STATS_SIZE)?;
         (0..program.probes().len() as u32)
             .map(|index| {
                 let value = map
@@ -248,12 +357,45 @@ impl SieRuntime {
             .collect()
     }
 
-    /// Unloads `tunable`. Its probes stop acting at once: they are disarmed first (pairs with
-    /// the `kx_control` check in `kx_sie`, bpf/sie.bpf.c), because the kernel releases a link
-    /// whose last pin goes away later, from a workqueue. A probe that saw the program armed
-    /// finishes with its unchanged entry, as if it had run just before. Then the links go
-    /// (each probe detaches as its last reference goes), then program, maps and directory.
-    pub fn unload(&self, tunable: &str) -> Result<(), SieError> {
+    /// Unloads `tunable`: moves it back to the compiled value as its mode says (waiting at
+    /// most `timeout`), then detaches it. A per-task transition still waiting, or an aborted
+    /// global one, leaves it loaded and says so; [`SieRuntime::detach`] does not wait. `None`:
+    /// the load had been interrupted before it armed anything, so it was just detached.
+    pub fn unload(
+        &self,
+        program: &SieProgram,
+        timeout: Duration,
+    ) -> Result<Option<Transition>, SieError> {
+        let tunable = program.tunable();
+        if !self.dir(tunable)?.join("control").exists() {
+            self.detach(tunable)?;
+            return Ok(None);
+        }
+        let pinned = self.pinned(tunable)?;
+        let transition = transition::move_to(
+            &pinned,
+            Setting::Compiled,
+            &program.compiled_entries(),
+            timeout,
+        )?;
+        if let transition::Outcome::Pending { inside, .. } = &transition.outcome {
+            return Err(SieError::UnloadPending {
+                tunable: tunable.to_owned(),
+                inside: inside.clone(),
+            });
+        }
+        self.detach(tunable)?;
+        Ok(Some(transition))
+    }
+
+    /// Detaches `tunable` at once, whatever its mode (immediate semantics). Its probes stop
+    /// acting at once: they are disarmed first (pairs with the `kx_control` check in
+    /// `kx_sie`, bpf/sie.bpf.c), because the kernel releases a link whose last pin goes away
+    /// later, from a workqueue. A probe that saw the program armed finishes with its
+    /// unchanged entry, as if it had run just before. Then the links go (each probe detaches
+    /// as its last reference goes), then program, maps and directory. Also clears what a load
+    /// killed part-way left.
+    pub fn detach(&self, tunable: &str) -> Result<(), SieError> {
         let dir = self.dir(tunable)?;
         if !dir.is_dir() {
             return Err(SieError::NotLoaded {
@@ -263,18 +405,18 @@ impl SieRuntime {
         }
         // A load interrupted before pinning `control` never armed its probes.
         if dir.join("control").exists() {
-            let control = self.pinned_map(tunable, "control", abi::CONTROL_SIZE)?;
-            set_armed(tunable, &control, false)?;
+            let pinned = self.pinned(tunable)?;
+            let mut control = pinned.control()?;
+            control.armed = 0;
+            pinned.write_control(&control)?;
+            if control.mode == abi::ModeCode::Global as u64 {
+                super::global_mode::forget(&pinned, &control)?;
+            }
         }
         remove_pins(tunable, &dir)
     }
 
-    fn pinned_map(
-        &self,
-        tunable: &str,
-        pin: &str,
-        value_size: usize,
-    ) -> Result<MapHandle, SieError> {
+    fn pinned(&self, tunable: &str) -> Result<Pinned, SieError> {
         let dir = self.dir(tunable)?;
         if !dir.is_dir() {
             return Err(SieError::NotLoaded {
@@ -282,12 +424,22 @@ impl SieRuntime {
                 dir,
             });
         }
-        let path = dir.join(pin);
-        let map = MapHandle::from_pinned_path(&path)
-            .map_err(|source| map_error(tunable, "opening", &path.display().to_string(), source))?;
-        check_value_size(&map, value_size)?;
-        Ok(map)
+        Pinned::open(tunable, &dir)
     }
+}
+
+/// The map pinned as `pin` in `dir`, checked to have `value_size`-byte values.
+pub(super) fn open_pinned(
+    tunable: &str,
+    dir: &Path,
+    pin: &str,
+    value_size: usize,
+) -> Result<MapHandle, SieError> {
+    let path = dir.join(pin);
+    let map = MapHandle::from_pinned_path(&path)
+        .map_err(|source| map_error(tunable, "opening", &path.display().to_string(), source))?;
+    check_value_size(&map, value_size)?;
+    Ok(map)
 }
 
 pub(super) fn open_and_load(tunable: &str) -> Result<Object, SieError> {
@@ -328,14 +480,16 @@ fn check_value_size(map: &impl MapCore, expected: usize) -> Result<(), SieError>
     Ok(())
 }
 
+/// Writes `entries` at `base` onwards in `kx_probes`.
 pub(super) fn write_entries(
     tunable: &str,
     map: &MapHandle,
+    base: usize,
     entries: &[ProbeEntry],
 ) -> Result<(), SieError> {
     for (index, entry) in entries.iter().enumerate() {
         map.update(
-            &(index as u32).to_ne_bytes(),
+            &((base + index) as u32).to_ne_bytes(),
             &entry.to_bytes(),
             MapFlags::ANY,
         )
@@ -344,18 +498,12 @@ pub(super) fn write_entries(
     Ok(())
 }
 
-/// Arms or disarms every probe of the program `control` belongs to.
-pub(super) fn set_armed(tunable: &str, control: &MapHandle, armed: bool) -> Result<(), SieError> {
-    control
-        .update(
-            &0u32.to_ne_bytes(),
-            &abi::control_bytes(armed),
-            MapFlags::ANY,
-        )
-        .map_err(|source| map_error(tunable, "writing", CONTROL_MAP, source))
-}
-
-fn map_error(tunable: &str, action: &'static str, map: &str, source: libbpf_rs::Error) -> SieError {
+pub(super) fn map_error(
+    tunable: &str,
+    action: &'static str,
+    map: &str,
+    source: libbpf_rs::Error,
+) -> SieError {
     SieError::Map {
         tunable: tunable.to_owned(),
         action,
@@ -403,6 +551,7 @@ fn pin_all(
     dir: &Path,
     mut object: Object,
     links: &mut [Link],
+    mut sweep: Link,
 ) -> Result<(), SieError> {
     fs::create_dir_all(root).map_err(io_error(tunable, "creating", root))?;
     // create_dir, not create_dir_all: a concurrent load of the same tunable fails here.
@@ -429,6 +578,7 @@ fn pin_all(
         (PROBES_MAP, "probes"),
         (STATS_MAP, "stats"),
         (CONTROL_MAP, "control"),
+        (RANGES_MAP, "ranges"),
     ] {
         let path = dir.join(pin);
         let mut map = object
@@ -447,7 +597,59 @@ fn pin_all(
         let path = dir.join(format!("link-{index:03}"));
         link.pin(&path).map_err(pin_error(&path))?;
     }
-    Ok(())
+    let path = dir.join(SWEEP_PIN);
+    sweep.pin(&path).map_err(pin_error(&path))
+}
+
+/// What the kernel reports as the verifier's instruction count for `prog`.
+fn verified_insns(prog: &Program<'_>) -> Option<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `info` is a writable bpf_prog_info of the size passed, the fd is the program's.
+    let ret = unsafe {
+        libbpf_sys::bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    (ret == 0 && info.verified_insns > 0).then_some(u64::from(info.verified_insns))
+}
+
+fn program_of<'o>(object: &'o Object, name: &str) -> Program<'o> {
+    object
+        .progs()
+        .find(|p| p.name() == name)
+        .unwrap_or_else(|| panic!("bpf/sie.bpf.c defines the program {name}"))
+}
+
+/// The `kx_ranges` entries for `spans`, checked against the program's spans.
+fn span_ranges(program: &SieProgram, spans: &[SpanAddress]) -> Result<Vec<SpanRange>, SieError> {
+    if spans.len() > abi::MAX_RANGES {
+        return Err(SieError::TooManySpanRanges {
+            tunable: program.tunable().to_owned(),
+            ranges: spans.len(),
+            max: abi::MAX_RANGES,
+        });
+    }
+    spans
+        .iter()
+        .map(|s| {
+            if s.span >= program.spans().len() || s.start >= s.end {
+                return Err(SieError::SpanAddresses {
+                    tunable: program.tunable().to_owned(),
+                    what: format!(
+                        "safe span range {:#x}..{:#x} of span #{} is not a range of the plan's \
+                         spans",
+                        s.start, s.end, s.span
+                    ),
+                });
+            }
+            Ok(SpanRange {
+                start: s.start,
+                end: s.end,
+                span: s.span as u64,
+            })
+        })
+        .collect()
 }
 
 /// The error of a file-system `action` on `path` of `tunable`'s pins.

@@ -11,9 +11,10 @@
 //! A saving pre-probe keeps the register per task, in task storage by site, with the stack
 //! pointer it ran at; its post-probe uses the value only at that same stack pointer and does
 //! nothing otherwise, so an interrupt passing the same site cannot hand over its value.
-//! * [`SieRuntime`]: loads the embedded program for a [`SieProgram`] at a value V'
-//!   ([`SieRuntime::load`]), changes V' ([`SieRuntime::set`]), reads per-probe counters
-//!   ([`SieRuntime::stats`]) and unloads ([`SieRuntime::unload`]); the state lives in pinned
+//! * [`SieRuntime`]: loads the embedded program for a [`SieProgram`] at a value V' in a
+//!   consistency mode ([`SieRuntime::load`]), changes V' ([`SieRuntime::set`]), reads per-probe
+//!   counters ([`SieRuntime::stats`]) and the transition state, and unloads
+//!   ([`SieRuntime::unload`], or [`SieRuntime::detach`] at once); the state lives in pinned
 //!   objects under `/sys/fs/bpf/kernelx/<tunable>/`, so any later process finds it.
 //!
 //! # Design
@@ -30,33 +31,45 @@
 //! registers, arithmetic flags or just-stored memory. IV' is computed here from V' and the
 //! plan's relation, so a value change is a map write.
 //!
-//! Only immediate mode exists so far: every probe uses the value in its entry from the moment
-//! the entry is written.
+//! `kx_probes` has two slots of entries; generation `g` of the value uses slot `g % 2`. A new
+//! value is written into the slot no task uses, then tasks move to its generation as the mode
+//! says (the `transition` module): immediate (a write of the target generation), per-task
+//! (each task at a trigger outside every safe span, plus sweeps of all task stacks), global
+//! (the kernelx module activates it with every CPU stopped when no task is inside a safe span).
 //!
 //! # Example
 //!
 //! ```no_run
 //! use kernelx_plan::Plan;
-//! use kernelx_runtime::sie::{ProbeTarget, SieProgram, SieRuntime};
+//! use std::time::Duration;
+//!
+//! use kernelx_runtime::sie::{LoadRequest, ProbeTarget, SieProgram, SieRuntime};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let plan = Plan::read("pipe_def_buffers.plan.json")?;
 //! let program = SieProgram::from_plan(&plan.tunables[0])?;
 //! let runtime = SieRuntime::system();
-//! // Needs root and the kernelx module; real callers pass verified addresses.
-//! let loaded = runtime.load(&program, 32, ProbeTarget::symbol_of)?;
+//! // Needs root and the kernelx module; real callers pass verified addresses (and, for the
+//! // per-task and global modes, the safe spans' addresses: targets::verified_spans).
+//! let loaded = runtime.load(&program, &LoadRequest::immediate(32), ProbeTarget::symbol_of)?;
 //! println!("pinned under {}", loaded.dir.display());
-//! runtime.set(&program, 64)?; // a map write: no reload
-//! runtime.unload(program.tunable())?;
+//! runtime.set(&program, 64, Duration::ZERO)?; // a map write: no reload
+//! runtime.unload(&program, Duration::ZERO)?;
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! # Races accepted
 //!
-//! * A `set` rewrites the entries one by one (each entry write is one map update), so for a
-//!   moment some sites may apply the new value and others the old one; immediate mode
-//!   promises no more.
+//! * A trigger that read the generation just before a switch finishes with the old slot. Two
+//!   value changes in immediate mode within that moment rewrite the slot it reads; a per-task
+//!   or global change waits for its transition to finish first.
+//! * Per-task: a task's frames are read with the kernel's unwinder (`bpf_get_stack` at a
+//!   trigger, `bpf_get_task_stack` in a sweep); a task running on another CPU cannot be read
+//!   and counts as inside until a later sweep or its own trigger. A probe's own safe span does
+//!   not count at its own instruction pointer (a site re-entered from a loop whose span still
+//!   holds the previous iteration's value would switch there). A value returned to a caller
+//!   leaves the span (the spans are per function).
 //! * Pre-probe marks live in task storage. A site reached in interrupt context marks (and
 //!   checks) the interrupted task; pre- and post-probe sit a few instructions apart in the
 //!   same function, so an interrupt between them reaching the same site is not a case the
@@ -77,10 +90,12 @@
 //! makes a probe pinnable.
 
 mod abi;
+mod global_mode;
 mod loader;
 mod program;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+mod transition;
 
 use std::io;
 use std::path::PathBuf;
@@ -88,8 +103,13 @@ use std::path::PathBuf;
 use kernelx_plan::{OutOfRange, TunableOutOfRange};
 
 pub use abi::ProbeStats;
-pub use loader::{DEFAULT_PIN_ROOT, LoadTimings, Loaded, ProbeTarget, SieRuntime};
-pub use program::{Probe, ProbeRole, SieProgram};
+pub use loader::{
+    DEFAULT_PIN_ROOT, LoadRequest, LoadTimings, Loaded, ProbeTarget, SieRuntime, SpanAddress,
+};
+pub use program::{Probe, ProbeRole, ProgramSpan, SieProgram};
+pub use transition::{
+    Outcome, Setting, TaskInside, Transition, TransitionState, TransitionStateCode,
+};
 
 /// Why a tunable could not be loaded, changed or unloaded. Each names the tunable and, where
 /// there is one, the site or file at fault. A failed operation leaves nothing attached that
@@ -123,6 +143,19 @@ pub enum SieError {
         tunable: String,
         /// Probes needed.
         probes: usize,
+        /// The map's size.
+        max: usize,
+    },
+    /// The safe spans have more address ranges than the program's map holds.
+    #[error(
+        "tunable '{tunable}': its safe spans have {ranges} address ranges; the SIE program \
+         holds at most {max}"
+    )]
+    TooManySpanRanges {
+        /// The tunable.
+        tunable: String,
+        /// Ranges needed.
+        ranges: usize,
         /// The map's size.
         max: usize,
     },
@@ -239,6 +272,86 @@ pub enum SieError {
         path: PathBuf,
         /// libbpf's error.
         source: libbpf_rs::Error,
+    },
+    /// A pinned map holds what no loader writes.
+    #[error(
+        "tunable '{tunable}': its pinned state is not what kernelx wrote ({what}); \
+         `kernelx unload --force {tunable}` detaches it"
+    )]
+    Corrupt {
+        /// The tunable.
+        tunable: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A per-task transition is still waiting for tasks inside a safe span, and the request
+    /// would need a third generation.
+    #[error(
+        "tunable '{tunable}': the transition to {target} is still waiting for {} task(s) \
+         inside a safe span (first: pid {}); nothing was changed: wait for them to leave \
+         (`kernelx status` shows them), or unload",
+        inside.len(),
+        inside.first().map_or(0, |t| t.pid)
+    )]
+    TransitionInProgress {
+        /// The tunable.
+        tunable: String,
+        /// Where the pending transition goes.
+        target: Setting,
+        /// The tasks it waits for.
+        inside: Vec<TaskInside>,
+    },
+    /// The way back of a per-task unload still waits for tasks inside a safe span: the
+    /// tunable stays loaded, moving back as they leave.
+    #[error(
+        "tunable '{tunable}' stays loaded: {} task(s) inside a safe span still use its value \
+         (first: pid {}); the others already use the built-in value, and these move back as \
+         they leave. Run `kernelx unload {tunable}` again later, or `kernelx unload --force \
+         {tunable}` to detach at once",
+        inside.len(),
+        inside.first().map_or(0, |t| t.pid)
+    )]
+    UnloadPending {
+        /// The tunable.
+        tunable: String,
+        /// The tasks it waits for.
+        inside: Vec<TaskInside>,
+    },
+    /// A global transition found no moment with no task inside a safe span before its
+    /// timeout: nobody switched.
+    #[error(
+        "tunable '{tunable}': global transition to {to} aborted after {attempts} attempts in \
+         {waited:?}: a task stayed inside a safe span{}; the old value stays",
+        blocker.map_or(String::new(), |b| format!(" (pid {}{})", b.pid,
+            b.address.map_or(String::new(), |a| format!(" at {a:#x}"))))
+    )]
+    Aborted {
+        /// The tunable.
+        tunable: String,
+        /// Where it was going.
+        to: Setting,
+        /// A task inside at the last attempt.
+        blocker: Option<TaskInside>,
+        /// Attempts made.
+        attempts: u64,
+        /// Time spent.
+        waited: std::time::Duration,
+    },
+    /// The kernelx module's global-consistency interface failed.
+    #[error("tunable '{tunable}': global mode: {source}")]
+    Global {
+        /// The tunable.
+        tunable: String,
+        /// The module interface's error.
+        source: crate::global::GlobalError,
+    },
+    /// The safe span addresses given to a load do not fit the program.
+    #[error("tunable '{tunable}': {what}; nothing was loaded")]
+    SpanAddresses {
+        /// The tunable.
+        tunable: String,
+        /// What is wrong.
+        what: String,
     },
     /// A file operation on the pin directory failed.
     #[error("tunable '{tunable}': {action} {}: {source}", path.display())]

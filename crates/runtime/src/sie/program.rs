@@ -3,7 +3,7 @@
 //! changes anything.
 
 use kernelx_plan::{
-    Address, CombineOp, CompareOp, FlagSet, Gpr, Input, Place, Recipe, RegOperand, Site,
+    Address, CodeRange, CombineOp, CompareOp, FlagSet, Gpr, Input, Place, Recipe, RegOperand, Site,
     TunablePlan, TunableRange, UndoOp, Update, Width,
 };
 
@@ -28,6 +28,8 @@ pub struct Probe {
     offset: u32,
     role: ProbeRole,
     jump_optimizable: bool,
+    /// The site's safe span: its index in [`SieProgram::spans`].
+    span: Option<usize>,
     work: Work,
 }
 
@@ -115,12 +117,25 @@ enum CombineInput {
     },
 }
 
+/// A safe span of the tunable: where a task may still hold a value derived from the
+/// constant, so a per-task or global transition waits for it to leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramSpan {
+    /// The span's id in the plan.
+    pub id: String,
+    /// The function it lies in.
+    pub function: String,
+    /// Its offset ranges in that function (half-open).
+    pub ranges: Vec<CodeRange>,
+}
+
 /// The probes of one tunable, checked to be within what this runtime applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SieProgram {
     tunable: String,
     range: TunableRange,
     probes: Vec<Probe>,
+    spans: Vec<ProgramSpan>,
 }
 
 impl SieProgram {
@@ -140,6 +155,15 @@ impl SieProgram {
                 tunable: tunable.name.clone(),
             });
         }
+        let spans: Vec<ProgramSpan> = tunable
+            .safe_spans
+            .iter()
+            .map(|span| ProgramSpan {
+                id: span.id.clone(),
+                function: span.function.clone(),
+                ranges: span.ranges.clone(),
+            })
+            .collect();
         let mut probes = Vec::new();
         let mut marks = 0u64;
         for site in &tunable.sites {
@@ -148,6 +172,7 @@ impl SieProgram {
                 site: site.id.clone(),
                 what,
             };
+            let span = spans.iter().position(|s| s.id == site.safe_span);
             let update = update_work(site).map_err(unsupported)?;
             let save = saved_reg(site).map_err(unsupported)?;
             let mark = match site.probes.pre {
@@ -165,6 +190,7 @@ impl SieProgram {
                         offset,
                         role: ProbeRole::Pre,
                         jump_optimizable: false,
+                        span,
                         work,
                     });
                     Some(slot)
@@ -176,6 +202,7 @@ impl SieProgram {
                 offset: site.probes.post,
                 role: ProbeRole::Post,
                 jump_optimizable: site.probes.jump_optimizable,
+                span,
                 work: Work::Update {
                     recipe: Box::new(site.recipe.clone()),
                     update,
@@ -190,11 +217,42 @@ impl SieProgram {
                 max: abi::MAX_PROBES,
             });
         }
+        let ranges = spans.iter().map(|s| s.ranges.len()).sum::<usize>();
+        if ranges > abi::MAX_RANGES {
+            return Err(SieError::TooManySpanRanges {
+                tunable: tunable.name.clone(),
+                ranges,
+                max: abi::MAX_RANGES,
+            });
+        }
         Ok(SieProgram {
             tunable: tunable.name.clone(),
             range: tunable.range.clone(),
             probes,
+            spans,
         })
+    }
+
+    /// The tunable's safe spans.
+    pub fn spans(&self) -> &[ProgramSpan] {
+        &self.spans
+    }
+
+    /// The span index of `probe`'s site, as the program's entries carry it.
+    fn span_code(probe: &Probe) -> u64 {
+        probe.span.map_or(abi::NO_SPAN, |i| i as u64)
+    }
+
+    /// The entries of the compiled value: every probe does nothing (the code already computes
+    /// V), but each still names its site's span.
+    pub(crate) fn compiled_entries(&self) -> Vec<ProbeEntry> {
+        self.probes
+            .iter()
+            .map(|probe| ProbeEntry {
+                span: Self::span_code(probe),
+                ..ProbeEntry::default()
+            })
+            .collect()
     }
 
     /// The tunable's name.
@@ -223,36 +281,47 @@ impl SieProgram {
             })?;
         self.probes
             .iter()
-            .map(|probe| match &probe.work {
-                Work::Mark { slot } => Ok(ProbeEntry {
-                    action: Action::Mark as u64,
-                    mark: *slot,
-                    ..ProbeEntry::default()
-                }),
-                Work::Save { slot, reg } => Ok(ProbeEntry {
-                    action: Action::SaveReg as u64,
-                    mark: *slot,
-                    reg: abi::reg(reg.gpr),
-                    width: u64::from(reg.width.bytes()),
-                    high8: u64::from(reg.high8),
-                    ..ProbeEntry::default()
-                }),
-                Work::Update {
-                    recipe,
-                    update,
-                    mark,
-                } => {
-                    let iv = recipe
-                        .iv(value)
-                        .map_err(|reason| SieError::SiteOutOfRange {
-                            tunable: self.tunable.clone(),
-                            site: probe.site.clone(),
-                            reason,
-                        })?;
-                    Ok(update_entry(*update, iv, mark.unwrap_or(abi::NO_MARK)))
-                }
+            .map(|probe| {
+                let entry = self.work_entry(probe, value)?;
+                Ok(ProbeEntry {
+                    span: Self::span_code(probe),
+                    ..entry
+                })
             })
             .collect()
+    }
+
+    /// What `probe` does at V' = `value` (a value already checked against the range).
+    fn work_entry(&self, probe: &Probe, value: i64) -> Result<ProbeEntry, SieError> {
+        match &probe.work {
+            Work::Mark { slot } => Ok(ProbeEntry {
+                action: Action::Mark as u64,
+                mark: *slot,
+                ..ProbeEntry::default()
+            }),
+            Work::Save { slot, reg } => Ok(ProbeEntry {
+                action: Action::SaveReg as u64,
+                mark: *slot,
+                reg: abi::reg(reg.gpr),
+                width: u64::from(reg.width.bytes()),
+                high8: u64::from(reg.high8),
+                ..ProbeEntry::default()
+            }),
+            Work::Update {
+                recipe,
+                update,
+                mark,
+            } => {
+                let iv = recipe
+                    .iv(value)
+                    .map_err(|reason| SieError::SiteOutOfRange {
+                        tunable: self.tunable.clone(),
+                        site: probe.site.clone(),
+                        reason,
+                    })?;
+                Ok(update_entry(*update, iv, mark.unwrap_or(abi::NO_MARK)))
+            }
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramMut};
 
-use super::abi::{self, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, ProbeStats};
+use super::abi::{self, Control, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, ProbeStats};
 use super::loader::{
-    CONTROL_MAP, PROBES_MAP, PROGRAM, STATS_MAP, map_of, open_and_load, set_armed, write_entries,
+    CONTROL_MAP, PROBES_MAP, PROGRAM, STATS_MAP, map_error, map_of, open_and_load, write_entries,
 };
 use super::{SieError, SieProgram};
 
@@ -17,16 +17,23 @@ pub struct Detached {
 }
 
 impl Detached {
-    /// Loads the program with `program`'s entries for V' = `value`, armed.
+    /// Loads the program with `program`'s entries for V' = `value`, armed in immediate mode at
+    /// generation 0 (whose slot holds them).
     pub fn load(program: &SieProgram, value: i64) -> Result<Detached, SieError> {
         let tunable = program.tunable();
         let entries = program.entries(value)?;
         let object = open_and_load(tunable)?;
         let probes = map_of(tunable, &object, PROBES_MAP, PROBE_ENTRY_SIZE)?;
-        write_entries(tunable, &probes, &entries)?;
+        write_entries(tunable, &probes, 0, &entries)?;
         let stats = map_of(tunable, &object, STATS_MAP, PROBE_STATS_SIZE)?;
         let control = map_of(tunable, &object, CONTROL_MAP, abi::CONTROL_SIZE)?;
-        set_armed(tunable, &control, true)?;
+        let armed = Control {
+            armed: 1,
+            ..Control::default()
+        };
+        control
+            .update(&0u32.to_ne_bytes(), &armed.to_bytes(), MapFlags::ANY)
+            .map_err(|source| map_error(tunable, "writing", CONTROL_MAP, source))?;
         Ok(Detached { object, stats })
     }
 
