@@ -535,47 +535,41 @@ static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 	return 0;
 }
 
-/* Whether @addr lies in a safe span other than @own_span. */
-static __always_inline int in_span(__u64 addr, __u64 own_span, __u64 ranges)
-{
-	struct kx_span_range *r;
-	__u32 i, key;
-
-	for (i = 0; i < KX_MAX_RANGES && i < ranges; i++) {
-		/* A copy: the loop counter must stay in a register to stay bounded. */
-		key = i;
-		r = bpf_map_lookup_elem(&kx_ranges, &key);
-		if (!r)
-			return 1; /* cannot tell: inside */
-		if (r->span != own_span && addr >= r->start && addr < r->end)
-			return 1;
-	}
-	return 0;
-}
-
-/* What check_frame() looks for in the frames kx_frames holds. */
+/* What check_pair() looks for in the frames kx_frames holds. */
 struct frame_walk {
+	__u64 ranges;	/* entries of kx_ranges in use (not 0) */
 	__u64 own_span;	/* frame 0's own span, which does not count */
-	__u64 ranges;	/* entries of kx_ranges in use */
 	__u64 inside;	/* out: a frame is in a span, or the frames are unreadable */
 	__u64 addr;	/* out: that frame */
 };
 
-/* bpf_loop() callback: frame @i of this CPU's kx_frames. */
-static long check_frame(__u64 i, void *data)
+/*
+ * bpf_loop() callback: whether frame @k / ranges of this CPU's kx_frames lies in
+ * range @k % ranges of kx_ranges. One small body for every (frame, range) pair
+ * keeps the verifier's work independent of the number of frames and ranges.
+ */
+static long check_pair(__u64 k, void *data)
 {
 	struct frame_walk *w = data;
+	struct kx_span_range *r;
 	struct kx_frames *f;
-	__u32 zero = 0;
-	__u64 addr;
+	__u64 frame, addr;
+	__u32 zero = 0, range;
 
+	if (!w->ranges)
+		return 1;
+	frame = k / w->ranges;
+	range = k % w->ranges;
 	f = bpf_map_lookup_elem(&kx_frames, &zero);
-	if (!f || i >= KX_STACK_DEPTH) {
+	r = bpf_map_lookup_elem(&kx_ranges, &range);
+	if (!f || !r || frame >= KX_STACK_DEPTH) {
 		w->inside = 1; /* cannot tell: inside */
 		return 1;
 	}
-	addr = f->addr[i & (KX_STACK_DEPTH - 1)];
-	if (in_span(addr, i ? KX_NO_SPAN : w->own_span, w->ranges)) {
+	if (frame == 0 && r->span == w->own_span)
+		return 0;
+	addr = f->addr[frame & (KX_STACK_DEPTH - 1)];
+	if (addr >= r->start && addr < r->end) {
 		w->inside = 1;
 		w->addr = addr;
 		return 1;
@@ -584,20 +578,24 @@ static long check_frame(__u64 i, void *data)
 }
 
 /*
- * Whether one of the @bytes / 8 frames in this CPU's kx_frames lies in a safe
- * span (its address in @addr). Frame 0 is where the task is; the span
- * @own_span does not count there (a probe of a site runs in its own span's
- * first instructions). A loop callback: one verification for every frame.
+ * Whether one of the @bytes / 8 frames in this CPU's kx_frames lies in one of
+ * the first @ranges safe-span ranges (the frame in @addr). Frame 0 is where the
+ * task is; the span @own_span does not count there (a probe of a site runs in
+ * its own span's first instructions).
  */
 static __always_inline int frame_inside(long bytes, __u64 own_span,
 					__u64 ranges, __u64 *addr)
 {
-	struct frame_walk w = { .own_span = own_span, .ranges = ranges };
+	struct frame_walk w = { .ranges = ranges, .own_span = own_span };
 	__u64 frames = bytes / 8;
 
 	if (frames > KX_STACK_DEPTH)
 		frames = KX_STACK_DEPTH;
-	if (bpf_loop(frames, check_frame, &w, 0) < 0)
+	if (ranges > KX_MAX_RANGES)
+		ranges = KX_MAX_RANGES;
+	if (!ranges)
+		return 0;
+	if (bpf_loop(frames * ranges, check_pair, &w, 0) < 0)
 		return 1;
 	*addr = w.addr;
 	return w.inside != 0;
