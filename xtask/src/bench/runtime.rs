@@ -79,7 +79,7 @@ pub fn run() -> Result<ExitCode> {
     .find(|e| e.is_test && e.name == "bench_runtime")
     .context("cargo did not report the bench_runtime test binary")?;
     let script = format!(
-        "{} --ignored --exact bench_runtime --test-threads=1",
+        "{} --ignored --exact vm_bench_runtime --test-threads=1",
         shell_quote(&harness.path)
     );
     // `lab run` streams the job's standard output to its own: a child xtask lets us read it.
@@ -100,7 +100,7 @@ pub fn run() -> Result<ExitCode> {
     let mut result = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading the lab run's output")?;
-        // libtest's "test bench_runtime ... " may stand before it on the same line.
+        // libtest's "test vm_bench_runtime ... " may stand before it on the same line.
         match line.split_once(RESULT_PREFIX) {
             Some((before, json)) => {
                 println!("{before}");
