@@ -24,11 +24,15 @@
 #include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/kernel.h>
+#include <linux/ktime.h>
 #include <linux/minmax.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/preempt.h>
+#include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 
@@ -72,8 +76,14 @@
 /* Live across a sleep. */
 #define KX_TARGET_BLOCK		0x6b1d
 
+/* One constant in fifteen functions: a plan with many sites. */
+#define KX_TARGET_FAN		0x1f5
+
 /* Sizes of the arrays the stores index (not analysed). */
 #define KX_SLOTS		8
+
+/* The most calls one read of the loop file makes (not analysed). */
+#define KX_LOOP_MAX		100000000ULL
 
 /**
  * struct kx_target_rec - a record that kx_target_store64() writes into.
@@ -84,6 +94,20 @@ struct kx_target_rec {
 	u64 tag;
 	s64 q;
 };
+
+struct kx_target_case;
+
+/*
+ * The loop file: which function a read of it runs, and how often.  Set by a
+ * write, read by the next reads; the lock keeps the pair consistent.  Defined
+ * before the variables the stores use, which gcc then lays out at the same
+ * .bss offsets as before the loop file existed (README.md names them).
+ */
+static DEFINE_MUTEX(kx_target_loop_lock);
+static struct kx_target_case *kx_target_loop_case;
+static u64 kx_target_loop_count;
+/* Where the loop's results go, so that no call's result is unused. */
+static u64 kx_target_loop_sink;
 
 static u8 kx_target_bytes[KX_SLOTS];
 static u16 kx_target_words[KX_SLOTS];
@@ -534,6 +558,37 @@ static noinline u64 kx_target_shared_b(const u64 *in)
 	return kx_target_shared_cap(READ_ONCE(*in)) + KX_TARGET_SHARED;
 }
 
+/*
+ * kx_target_fan1() ... kx_target_fan15() - one constant in fifteen functions.
+ * @in: the input.
+ *
+ * xor $n,%r64 (n = 1..15, which keeps the functions distinct so that none is
+ * folded into another), then add $IV,%r64, IV = V.
+ *
+ * Return: (@in ^ n) + KX_TARGET_FAN (mod 2^64).
+ */
+#define KX_FAN_FN(n)							\
+	static noinline u64 kx_target_fan##n(const u64 *in)		\
+	{								\
+		return (READ_ONCE(*in) ^ n) + KX_TARGET_FAN;		\
+	}
+
+KX_FAN_FN(1)
+KX_FAN_FN(2)
+KX_FAN_FN(3)
+KX_FAN_FN(4)
+KX_FAN_FN(5)
+KX_FAN_FN(6)
+KX_FAN_FN(7)
+KX_FAN_FN(8)
+KX_FAN_FN(9)
+KX_FAN_FN(10)
+KX_FAN_FN(11)
+KX_FAN_FN(12)
+KX_FAN_FN(13)
+KX_FAN_FN(14)
+KX_FAN_FN(15)
+
 static bool kx_target_released(long generation)
 {
 	return atomic_long_read(&kx_target_releases) != generation;
@@ -610,6 +665,21 @@ static struct kx_target_case kx_target_cases[] = {
 	KX_CASE("shared_a", kx_target_shared_a, false),
 	KX_CASE("shared_b", kx_target_shared_b, false),
 	KX_CASE("block", kx_target_block, false),
+	KX_CASE("fan1", kx_target_fan1, false),
+	KX_CASE("fan2", kx_target_fan2, false),
+	KX_CASE("fan3", kx_target_fan3, false),
+	KX_CASE("fan4", kx_target_fan4, false),
+	KX_CASE("fan5", kx_target_fan5, false),
+	KX_CASE("fan6", kx_target_fan6, false),
+	KX_CASE("fan7", kx_target_fan7, false),
+	KX_CASE("fan8", kx_target_fan8, false),
+	KX_CASE("fan9", kx_target_fan9, false),
+	KX_CASE("fan10", kx_target_fan10, false),
+	KX_CASE("fan11", kx_target_fan11, false),
+	KX_CASE("fan12", kx_target_fan12, false),
+	KX_CASE("fan13", kx_target_fan13, false),
+	KX_CASE("fan14", kx_target_fan14, false),
+	KX_CASE("fan15", kx_target_fan15, false),
 };
 
 static ssize_t kx_target_case_read(struct file *file, char __user *buf,
@@ -695,6 +765,81 @@ static const struct file_operations kx_target_waiters_fops = {
 	.llseek = default_llseek,
 };
 
+static ssize_t kx_target_loop_write(struct file *file, const char __user *buf,
+				    size_t len, loff_t *ppos)
+{
+	struct kx_target_case *found = NULL;
+	char text[48], *name, *count_text;
+	u64 count;
+	size_t i;
+	int err;
+
+	if (len >= sizeof(text))
+		return -EINVAL;
+	if (copy_from_user(text, buf, len))
+		return -EFAULT;
+	text[len] = '\0';
+	name = strim(text);
+	count_text = strchr(name, ' ');
+	if (!count_text)
+		return -EINVAL;
+	*count_text++ = '\0';
+	err = kstrtou64(strim(count_text), 0, &count);
+	if (err)
+		return err;
+	if (!count || count > KX_LOOP_MAX)
+		return -ERANGE;
+	for (i = 0; i < ARRAY_SIZE(kx_target_cases); i++)
+		if (!strcmp(kx_target_cases[i].name, name))
+			found = &kx_target_cases[i];
+	/* block sleeps until released: a loop of it would hang. */
+	if (!found || found->fn == kx_target_block)
+		return -EINVAL;
+	mutex_lock(&kx_target_loop_lock);
+	kx_target_loop_case = found;
+	kx_target_loop_count = count;
+	mutex_unlock(&kx_target_loop_lock);
+	return len;
+}
+
+static ssize_t kx_target_loop_read(struct file *file, char __user *buf,
+				   size_t len, loff_t *ppos)
+{
+	struct kx_target_case *c;
+	u64 count, i, in, sink = 0, start, elapsed;
+	char text[24];
+	int n;
+
+	if (*ppos)
+		return 0;
+	mutex_lock(&kx_target_loop_lock);
+	c = kx_target_loop_case;
+	count = kx_target_loop_count;
+	mutex_unlock(&kx_target_loop_lock);
+	if (!c)
+		return -ENODATA;
+	in = READ_ONCE(c->in);
+	start = ktime_get_ns();
+	for (i = 0; i < count; i++) {
+		sink += c->fn(&in);
+		/* Long loops must let others run (no soft lockup). */
+		if ((i & 1023) == 1023)
+			cond_resched();
+	}
+	elapsed = ktime_get_ns() - start;
+	WRITE_ONCE(kx_target_loop_sink, sink);
+	n = scnprintf(text, sizeof(text), "%llu\n", elapsed);
+	return simple_read_from_buffer(buf, len, ppos, text, n);
+}
+
+static const struct file_operations kx_target_loop_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = kx_target_loop_read,
+	.write = kx_target_loop_write,
+	.llseek = default_llseek,
+};
+
 static struct dentry *kx_target_dir;
 
 static int __init kx_target_init(void)
@@ -715,6 +860,8 @@ static int __init kx_target_init(void)
 			    &kx_target_release_fops);
 	debugfs_create_file("waiters", 0400, kx_target_dir, NULL,
 			    &kx_target_waiters_fops);
+	debugfs_create_file("loop", 0600, kx_target_dir, NULL,
+			    &kx_target_loop_fops);
 	pr_info("%zu functions under debugfs %s/\n",
 		ARRAY_SIZE(kx_target_cases), KBUILD_MODNAME);
 	return 0;

@@ -1,6 +1,9 @@
 //! `cargo xtask bench build`: how long `kernelx build` takes on the prepared lab tree, cold
 //! (an empty object cache) and warm (the same cache again), per constant. Results are printed
-//! and written as JSON to `target/bench/build.json`.
+//! and written as JSON to `target/bench/build.json`. `cargo xtask bench runtime` is in
+//! [`runtime`].
+
+pub mod runtime;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};

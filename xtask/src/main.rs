@@ -25,7 +25,8 @@ enum Command {
     Lab(lab::LabCommand),
     /// What CI runs: formatting, clippy, unit tests, then the lab tests in one VM boot.
     Ci(ci::CiArgs),
-    /// Benchmarks, in the lab: `build` times `kernelx build` cold and warm per constant.
+    /// Benchmarks, in the lab: `build` times `kernelx build` cold and warm per constant;
+    /// `runtime` times probe triggers, loads, sets and unloads in the lab VM.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -34,6 +35,9 @@ enum Command {
 enum BenchCommand {
     /// Time `kernelx build` on the prepared lab tree, cold and warm.
     Build(bench::BenchArgs),
+    /// Time a trigger of an SIE probe against a bare kprobe and no probe, and the load, set
+    /// and unload of plans of 1, 3 and 15 sites, in one lab VM boot.
+    Runtime,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Lab(command) => lab::run(command),
         Command::Ci(args) => ci::run(args),
         Command::Bench(BenchCommand::Build(args)) => bench::run(args),
+        Command::Bench(BenchCommand::Runtime) => bench::runtime::run(),
     };
     match result {
         Ok(code) => code,

@@ -158,9 +158,7 @@ fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
 /// Runs the `vm_*` integration test binaries of the workspace (all, or those `args` select) in
 /// one boot.
 pub fn test(cache: &Cache, kernel: &LabKernel, args: &TestArgs) -> Result<ExitCode> {
-    for module in LAB_MODULES {
-        build_module(kernel, module)?;
-    }
+    build_modules(kernel)?;
     let tests: Vec<_> = cargo::build(&["test", "--workspace", "--no-run"])?
         .into_iter()
         .filter(|e| e.is_test && e.name.starts_with("vm_"))
@@ -227,6 +225,13 @@ const LAB_MODULES: &[LabModule] = &[
         what: "the kernelx module",
     },
 ];
+
+/// Builds the kernel modules the lab tests load (the target module and kernelx) on the host.
+pub fn build_modules(kernel: &LabKernel) -> Result<()> {
+    LAB_MODULES
+        .iter()
+        .try_for_each(|module| build_module(kernel, module))
+}
 
 /// Builds `module` (into `<dir>/build/`) on the host, against the lab kernel's headers: kbuild
 /// in the guest would run under TCG, several times slower. make leaves an up-to-date module

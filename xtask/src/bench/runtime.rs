@@ -1,0 +1,217 @@
+//! `cargo xtask bench runtime`: what the SIE runtime costs in the lab kernel, measured in one
+//! VM boot by `crates/runtime/tests/bench_runtime.rs` (built in release, as `kernelx` ships):
+//!
+//! * per trigger: a kernel loop calls `kx_target_imm_reg64` with no probe, with a tracefs
+//!   kprobe event and with the SIE program at the same address (jump-optimized, then INT3);
+//! * per plan of 1, 3 and 15 sites: load (verify, fill, attach, pin and arm), `set` and unload.
+//!
+//! Results are printed as tables and written as JSON to `target/bench/runtime.json`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+use kernelx_kbuild::shell_quote;
+use serde::{Deserialize, Serialize};
+
+use crate::cargo;
+use crate::lab::{self, LabKernel};
+
+/// The harness prints its results on one line, after this.
+const RESULT_PREFIX: &str = "kernelx-bench-runtime: ";
+/// The whole VM run, boot included; the harness takes about ten minutes under TCG.
+const TIMEOUT_SECONDS: u64 = 1800;
+
+/// What the harness measured (its JSON line, and `target/bench/runtime.json`).
+#[derive(Deserialize, Serialize)]
+struct Results {
+    kernel: String,
+    looped_function: String,
+    trigger: Vec<Trigger>,
+    plans: Vec<PlanCosts>,
+}
+
+/// The looped function's cost per call with one kind of probe (or none) on it.
+#[derive(Deserialize, Serialize)]
+struct Trigger {
+    probe: String,
+    /// The median of the harness's loops, and the fastest and slowest.
+    ns_per_call: f64,
+    ns_per_call_min: f64,
+    ns_per_call_max: f64,
+    calls_per_loop: u64,
+}
+
+/// Medians over the harness's loads of one golden plan.
+#[derive(Deserialize, Serialize)]
+struct PlanCosts {
+    plan: String,
+    sites: usize,
+    probes: usize,
+    load_ms: f64,
+    verify_ms: f64,
+    fill_ms: f64,
+    attach_ms: f64,
+    pin_arm_ms: f64,
+    set_us: f64,
+    unload_ms: f64,
+    /// From the end of the load until every optimizable probe was `[OPTIMIZED]`.
+    optimized_after_s: Option<f64>,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_owned();
+    lab::build_modules(&LabKernel::selected()?)?;
+    let harness = cargo::build(&[
+        "test",
+        "--release",
+        "--package",
+        "kernelx-runtime",
+        "--test",
+        "bench_runtime",
+        "--no-run",
+    ])?
+    .into_iter()
+    .find(|e| e.is_test && e.name == "bench_runtime")
+    .context("cargo did not report the bench_runtime test binary")?;
+    let script = format!(
+        "{} --ignored --exact vm_bench_runtime --test-threads=1",
+        shell_quote(&harness.path)
+    );
+    // `lab run` streams the job's standard output to its own: a child xtask lets us read it.
+    let mut child = Command::new(std::env::current_exe().context("finding the xtask binary")?)
+        .args([
+            "lab",
+            "run",
+            "--timeout",
+            &TIMEOUT_SECONDS.to_string(),
+            "--",
+        ])
+        .arg(&script)
+        .current_dir(&repo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting `xtask lab run`")?;
+    let stdout = child.stdout.take().context("the child's stdout is piped")?;
+    let mut result = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the lab run's output")?;
+        // libtest's "test vm_bench_runtime ... " may stand before it on the same line.
+        match line.split_once(RESULT_PREFIX) {
+            Some((before, json)) => {
+                println!("{before}");
+                result = Some(json.to_owned());
+            }
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait().context("waiting for `xtask lab run`")?;
+    if !status.success() {
+        bail!("the benchmark failed in the lab VM ({status}); its output is above");
+    }
+    let result =
+        result.with_context(|| format!("the harness printed no `{RESULT_PREFIX}` line"))?;
+    let results: Results =
+        serde_json::from_str(&result).with_context(|| format!("reading the results {result}"))?;
+    print_tables(&results, &mut std::io::stdout())?;
+    let out = repo.join("target/bench/runtime.json");
+    std::fs::create_dir_all(out.parent().expect("a file in a directory"))
+        .with_context(|| format!("creating the directory of {}", out.display()))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tables(results: &Results, out: &mut impl Write) -> Result<()> {
+    writeln!(
+        out,
+        "\nPer trigger: {} called in a kernel loop, lab kernel {} under QEMU TCG\n",
+        results.looped_function, results.kernel
+    )?;
+    writeln!(
+        out,
+        "| probe | ns per call (median) | min..max | ns per trigger | x unprobed |\n\
+         | --- | ---: | ---: | ---: | ---: |"
+    )?;
+    let bare = results
+        .trigger
+        .iter()
+        .find(|t| t.probe == "none")
+        .context("the results have no unprobed row")?
+        .ns_per_call;
+    for t in &results.trigger {
+        writeln!(
+            out,
+            "| {} | {:.1} | {:.1}..{:.1} | {:.1} | {:.2} |",
+            t.probe,
+            t.ns_per_call,
+            t.ns_per_call_min,
+            t.ns_per_call_max,
+            t.ns_per_call - bare,
+            t.ns_per_call / bare
+        )?;
+    }
+    writeln!(out, "\nLoad, set and unload (medians)\n")?;
+    writeln!(
+        out,
+        "| plan | sites | probes | load ms | verify ms | fill ms | attach ms | pin+arm ms | set us | \
+         unload ms | optimized after s |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
+    for p in &results.plans {
+        writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
+            p.plan,
+            p.sites,
+            p.probes,
+            p.load_ms,
+            p.verify_ms,
+            p.fill_ms,
+            p.attach_ms,
+            p.pin_arm_ms,
+            p.set_us,
+            p.unload_ms,
+            p.optimized_after_s
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"))
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_show_costs_relative_to_the_unprobed_loop() {
+        let results: Results = serde_json::from_str(
+            r#"{"kernel": "6.12", "looped_function": "f",
+                "trigger": [{"probe": "none", "ns_per_call": 10.0, "ns_per_call_min": 9.0,
+                             "ns_per_call_max": 11.0, "calls_per_loop": 5},
+                            {"probe": "SIE", "ns_per_call": 35.0, "ns_per_call_min": 30.0,
+                             "ns_per_call_max": 40.0, "calls_per_loop": 5}],
+                "plans": [{"plan": "P", "sites": 1, "probes": 2, "load_ms": 12.5,
+                           "verify_ms": 10.0, "fill_ms": 0.1, "attach_ms": 1.5,
+                           "pin_arm_ms": 0.9, "set_us": 40.0, "unload_ms": 2.0,
+                           "optimized_after_s": null}]}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        print_tables(&results, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("| SIE | 35.0 | 30.0..40.0 | 25.0 | 3.50 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| P | 1 | 2 | 12.5 | 10.0 | 0.10 | 1.5 | 0.9 | 40 | 2.0 | - |"),
+            "{text}"
+        );
+    }
+}
