@@ -64,7 +64,14 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         section("lab tests (in the VM)");
-        lab::test(&cache, &kernel, &lab::TestArgs::all())?
+        let suite = lab::test(&cache, &kernel, &lab::TestArgs::all())?;
+        section("stress run (in the VM)");
+        let stress = lab::test(&cache, &kernel, &lab::TestArgs::stress())?;
+        if suite == ExitCode::SUCCESS {
+            stress
+        } else {
+            suite
+        }
     };
     eprintln!("ci: finished in {:.0}s", start.elapsed().as_secs_f64());
     Ok(code)

@@ -19,10 +19,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use kernelx_plan::{Plan, TunablePlan};
-use kernelx_runtime::sie::{ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::sie::{LoadRequest, Outcome, ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::state::Mode;
 use serde_json::{Value, json};
 
-use common::{KPROBE_LIST, Module, kprobe_lines, loop_until, repo_path};
+use common::{KPROBE_LIST, Module, kprobe_lines, loop_until, repo_path, spans_of};
 
 const TRACING: &str = "/sys/kernel/tracing";
 const LOOP: &str = "/sys/kernel/debug/kx_target/loop";
@@ -179,7 +180,11 @@ fn trigger_costs(runtime: &SieRuntime) -> Vec<Value> {
 
     // The SIE program, its update checked before it is timed.
     runtime
-        .load(&program, 0x1000, ProbeTarget::symbol_of)
+        .load(
+            &program,
+            &LoadRequest::immediate(0x1000),
+            ProbeTarget::symbol_of,
+        )
         .unwrap_or_else(|e| panic!("loading KX_TARGET_IMM_REG64: {e}"));
     wait_for_probes(&sites, true);
     let path = format!("/sys/kernel/debug/kx_target/{FILE}");
@@ -190,7 +195,7 @@ fn trigger_costs(runtime: &SieRuntime) -> Vec<Value> {
     assert_eq!(read_u64(&path), 0x1001, "{FILE}(1) with V' = 0x1000, INT3");
     rows.push(trigger_row("SIE, INT3 (optimization off)", FILE));
     write(OPTIMIZATION, "1");
-    runtime.unload(program.tunable()).expect("unloading");
+    runtime.detach(program.tunable()).expect("unloading");
     let function = program.probes()[0].function();
     assert!(
         loop_until(Duration::from_secs(10), || kprobe_lines(function)
@@ -200,12 +205,25 @@ fn trigger_costs(runtime: &SieRuntime) -> Vec<Value> {
     rows
 }
 
-/// Load, `set` and unload times of the plan at `path`, loaded at `value` and set to
-/// `value + 1`; `check` says whether the tuned code computes what V' = `value` gives.
-fn plan_costs(runtime: &SieRuntime, path: &str, value: i64, check: impl Fn() -> bool) -> Value {
+/// Load, `set` and unload times of the plan at `path` in `mode`, loaded at `value` and set to
+/// `value + 1`; `check` says whether the tuned code computes what V' = `value` gives. In the
+/// per-task and global modes `set` is a transition (its latency is the set's time).
+fn plan_costs(
+    runtime: &SieRuntime,
+    path: &str,
+    mode: Mode,
+    value: i64,
+    check: impl Fn() -> bool,
+) -> Value {
     let tunable = tunable(path);
     let program =
         SieProgram::from_plan(&tunable).unwrap_or_else(|e| panic!("{}: {e}", tunable.name));
+    let request = LoadRequest {
+        value,
+        mode,
+        spans: spans_of(&program),
+        timeout: Duration::from_secs(10),
+    };
     let sites = optimizable_sites(&program);
     let functions: Vec<&str> = program.probes().iter().map(|p| p.function()).collect();
     let (mut total, mut verify, mut fill, mut attach, mut pin) =
@@ -214,7 +232,7 @@ fn plan_costs(runtime: &SieRuntime, path: &str, value: i64, check: impl Fn() -> 
     for _ in 0..LOADS {
         let start = Instant::now();
         let loaded = runtime
-            .load(&program, value, ProbeTarget::symbol_of)
+            .load(&program, &request, ProbeTarget::symbol_of)
             .unwrap_or_else(|e| panic!("loading {}: {e}", tunable.name));
         total.push(ms(start.elapsed()));
         verify.push(ms(loaded.timings.verify));
@@ -231,13 +249,20 @@ fn plan_costs(runtime: &SieRuntime, path: &str, value: i64, check: impl Fn() -> 
         }
         for i in 0..SETS {
             let start = Instant::now();
-            runtime
-                .set(&program, value + (i as i64 % 2))
+            let change = runtime
+                .set(&program, value + (i as i64 % 2), request.timeout)
                 .unwrap_or_else(|e| panic!("setting {}: {e}", tunable.name));
+            assert!(
+                matches!(change.outcome, Outcome::Done { .. }),
+                "{}: {change:?}",
+                tunable.name
+            );
             set.push(start.elapsed().as_secs_f64() * 1e6);
         }
         let start = Instant::now();
-        runtime.unload(program.tunable()).expect("unloading");
+        runtime
+            .unload(&program, request.timeout)
+            .expect("unloading");
         unload.push(ms(start.elapsed()));
         // The links go from a workqueue: start the next load from a kernel without them.
         assert!(
@@ -250,6 +275,7 @@ fn plan_costs(runtime: &SieRuntime, path: &str, value: i64, check: impl Fn() -> 
     }
     let row = json!({
         "plan": tunable.name,
+        "mode": mode.name(),
         "sites": tunable.sites.len(),
         "probes": program.probes().len(),
         "load_ms": median(total),
@@ -279,34 +305,37 @@ fn vm_bench_runtime() {
         write(&path, &x.to_string());
         read_u64(&path)
     };
-    let plans = vec![
-        plan_costs(
-            &runtime,
-            &format!("{TARGET_PLANS}/KX_TARGET_IMM_REG64.plan.json"),
-            0x1000,
-            || file("imm_reg64", 1) == 0x1001,
-        ),
-        plan_costs(
+    let pipe_is_32_pages = || {
+        let (reader, _writer) = std::io::pipe().expect("pipe()");
+        // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
+        let size =
+            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&reader), libc::F_GETPIPE_SZ) };
+        size == 32 * 4096
+    };
+    let mut plans = vec![plan_costs(
+        &runtime,
+        &format!("{TARGET_PLANS}/KX_TARGET_IMM_REG64.plan.json"),
+        Mode::Immediate,
+        0x1000,
+        || file("imm_reg64", 1) == 0x1001,
+    )];
+    // The transitions of the three modes on the same plan.
+    for mode in [Mode::Immediate, Mode::PerTask, Mode::Global] {
+        plans.push(plan_costs(
             &runtime,
             "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json",
+            mode,
             32,
-            || {
-                let (reader, _writer) = std::io::pipe().expect("pipe()");
-                // SAFETY: fcntl on a descriptor we own, with an operation that takes no
-                // argument.
-                let size = unsafe {
-                    libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&reader), libc::F_GETPIPE_SZ)
-                };
-                size == 32 * 4096
-            },
-        ),
-        plan_costs(
-            &runtime,
-            &format!("{TARGET_PLANS}/KX_TARGET_FAN.plan.json"),
-            0x77,
-            || (1..=15).all(|n| file(&format!("fan{n}"), 0x100) == (0x100 ^ n) + 0x77),
-        ),
-    ];
+            pipe_is_32_pages,
+        ));
+    }
+    plans.push(plan_costs(
+        &runtime,
+        &format!("{TARGET_PLANS}/KX_TARGET_FAN.plan.json"),
+        Mode::Immediate,
+        0x77,
+        || (1..=15).all(|n| file(&format!("fan{n}"), 0x100) == (0x100 ^ n) + 0x77),
+    ));
     drop(target);
     drop(kernelx);
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();

@@ -1,7 +1,7 @@
 //! The stress run in the lab VM (`cargo xtask lab test --binary vm_stress`; ignored on the
-//! host): 1,000 cycles of load (V' = 32) / set (V' = 64) / unload of the golden
-//! `PIPE_DEF_BUFFERS` plan through the library, while workload threads create pipes in a tight
-//! loop. Every pipe's size must be one the tunable can give (16, 32 or 64 pages), each of the
+//! host; `cargo xtask ci` runs it in a boot of its own): 1,000 cycles of load (V' = 32) / set
+//! (V' = 64) / unload of the golden `PIPE_DEF_BUFFERS` plan through the library, the
+//! consistency modes in turn, while workload threads create pipes in a tight loop. Every pipe's size must be one the tunable can give (16, 32 or 64 pages), each of the
 //! three must actually be seen, the kernel log must stay free of warnings and oopses, and the
 //! size must be the compiled one after the last unload.
 //!
@@ -20,9 +20,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kernelx_plan::Plan;
-use kernelx_runtime::sie::{ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::sie::{LoadRequest, ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::state::Mode;
 
-use common::{Module, kprobe_lines, loop_until, repo_path};
+use common::{Module, kprobe_lines, loop_until, repo_path, spans_of};
 
 const PIPE_PLAN: &str = "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json";
 const PAGE: i64 = 4096;
@@ -30,6 +31,10 @@ const PAGE: i64 = 4096;
 const CYCLES: u32 = 1000;
 /// Pipe-creating threads; the VM has 2 vCPUs, so the loader shares them with the workload.
 const WORKERS: usize = 2;
+/// The cycles take the consistency modes in turn.
+const MODES: [Mode; 3] = [Mode::Immediate, Mode::PerTask, Mode::Global];
+/// How long a per-task or global transition may take under the workload.
+const TRANSITION_TIMEOUT: Duration = Duration::from_secs(10);
 /// New pipes' sizes: unloaded (V = 16), loaded at V' = 32, set to V' = 64.
 const LEGAL: [i64; 3] = [16 * PAGE, 32 * PAGE, 64 * PAGE];
 
@@ -181,6 +186,7 @@ fn vm_stress_load_set_unload_under_pipe_workload() {
     let module = Module::kernelx(&["PIPE_DEF_BUFFERS"]);
     let runtime = SieRuntime::system();
     assert_eq!(new_pipe_size(), LEGAL[0], "before the first load");
+    let spans = spans_of(&program);
 
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..WORKERS)
@@ -200,21 +206,34 @@ fn vm_stress_load_set_unload_under_pipe_workload() {
     let mut failure = None;
     let start = Instant::now();
     for cycle in 0..CYCLES {
+        let mode = MODES[cycle as usize % MODES.len()];
+        let request = LoadRequest {
+            value: 32,
+            mode,
+            spans: spans.clone(),
+            timeout: TRANSITION_TIMEOUT,
+        };
         let t = Instant::now();
-        if let Err(e) = runtime.load(&program, 32, ProbeTarget::symbol_of) {
-            failure = Some(format!("cycle {cycle}: loading V' = 32: {e}"));
+        if let Err(e) = runtime.load(&program, &request, ProbeTarget::symbol_of) {
+            failure = Some(format!(
+                "cycle {cycle}: loading V' = 32 ({}): {e}",
+                mode.name()
+            ));
             break;
         }
         load.add(t.elapsed());
         let t = Instant::now();
-        if let Err(e) = runtime.set(&program, 64) {
-            failure = Some(format!("cycle {cycle}: setting V' = 64: {e}"));
+        if let Err(e) = runtime.set(&program, 64, TRANSITION_TIMEOUT) {
+            failure = Some(format!(
+                "cycle {cycle}: setting V' = 64 ({}): {e}",
+                mode.name()
+            ));
             break;
         }
         set.add(t.elapsed());
         let t = Instant::now();
-        if let Err(e) = runtime.unload(program.tunable()) {
-            failure = Some(format!("cycle {cycle}: unloading: {e}"));
+        if let Err(e) = runtime.unload(&program, TRANSITION_TIMEOUT) {
+            failure = Some(format!("cycle {cycle}: unloading ({}): {e}", mode.name()));
             break;
         }
         unload.add(t.elapsed());

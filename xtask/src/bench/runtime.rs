@@ -47,6 +47,8 @@ struct Trigger {
 #[derive(Deserialize, Serialize)]
 struct PlanCosts {
     plan: String,
+    /// The consistency mode: a per-task or global `set` is a whole transition.
+    mode: String,
     sites: usize,
     probes: usize,
     load_ms: f64,
@@ -159,15 +161,16 @@ fn print_tables(results: &Results, out: &mut impl Write) -> Result<()> {
     writeln!(out, "\nLoad, set and unload (medians)\n")?;
     writeln!(
         out,
-        "| plan | sites | probes | load ms | verify ms | fill ms | attach ms | pin+arm ms | set us | \
-         unload ms | optimized after s |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| plan | mode | sites | probes | load ms | verify ms | fill ms | attach ms | pin+arm ms | \
+         set us | unload ms | optimized after s |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for p in &results.plans {
         writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
             p.plan,
+            p.mode,
             p.sites,
             p.probes,
             p.load_ms,
@@ -196,7 +199,7 @@ mod tests {
                              "ns_per_call_max": 11.0, "calls_per_loop": 5},
                             {"probe": "SIE", "ns_per_call": 35.0, "ns_per_call_min": 30.0,
                              "ns_per_call_max": 40.0, "calls_per_loop": 5}],
-                "plans": [{"plan": "P", "sites": 1, "probes": 2, "load_ms": 12.5,
+                "plans": [{"plan": "P", "mode": "global", "sites": 1, "probes": 2, "load_ms": 12.5,
                            "verify_ms": 10.0, "fill_ms": 0.1, "attach_ms": 1.5,
                            "pin_arm_ms": 0.9, "set_us": 40.0, "unload_ms": 2.0,
                            "optimized_after_s": null}]}"#,
@@ -210,7 +213,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("| P | 1 | 2 | 12.5 | 10.0 | 0.10 | 1.5 | 0.9 | 40 | 2.0 | - |"),
+            text.contains("| P | global | 1 | 2 | 12.5 | 10.0 | 0.10 | 1.5 | 0.9 | 40 | 2.0 | - |"),
             "{text}"
         );
     }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kernelx_runtime::sie::SieRuntime;
+use kernelx_runtime::sie::{SieProgram, SieRuntime, SpanAddress};
 
 pub const KPROBE_LIST: &str = "/sys/kernel/debug/kprobes/list";
 
@@ -31,6 +31,38 @@ pub fn loop_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(50));
     }
     check()
+}
+
+/// The safe spans of `program` at the addresses of their functions, each unique in
+/// /proc/kallsyms (read once: under TCG a read takes seconds).
+#[track_caller]
+pub fn spans_of(program: &SieProgram) -> Vec<SpanAddress> {
+    let text = fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+    let address = |function: &str| {
+        let found: Vec<u64> = text
+            .lines()
+            .filter_map(|l| {
+                let mut fields = l.split([' ', '\t']);
+                let (addr, _, name) = (fields.next()?, fields.next()?, fields.next()?);
+                (name == function).then(|| u64::from_str_radix(addr, 16).expect("hex address"))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{function} in kallsyms: {found:x?}");
+        found[0]
+    };
+    program
+        .spans()
+        .iter()
+        .enumerate()
+        .flat_map(|(span, s)| {
+            let base = address(&s.function);
+            s.ranges.iter().map(move |r| SpanAddress {
+                span,
+                start: base + u64::from(r.start),
+                end: base + u64::from(r.end),
+            })
+        })
+        .collect()
 }
 
 /// The lines of the kprobe list for probes in `function`.
@@ -117,7 +149,7 @@ impl Module {
 impl Drop for Module {
     fn drop(&mut self) {
         for tunable in self.tunables {
-            let _ = SieRuntime::system().unload(tunable);
+            let _ = SieRuntime::system().detach(tunable);
         }
         let removed = loop_until(Duration::from_secs(10), || rmmod(self.name));
         if !removed && !thread::panicking() {
