@@ -132,7 +132,7 @@ pub fn load(
         loaded.timings.attach
     )?;
     transition::report(name, &loaded.transition, err)?;
-    let statuses = status::read(Some(name))?;
+    let statuses = status::read(Some(name), true)?;
     if request.json {
         status::write_json(&statuses, out)
     } else {

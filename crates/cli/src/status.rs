@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use kernelx_runtime::host::HostView;
 use kernelx_runtime::kprobes::Kprobes;
+use kernelx_runtime::lock::StateLock;
 use kernelx_runtime::sie::{ProbeRole, SieRuntime, TransitionStateCode};
 use kernelx_runtime::state::{self, StateDir, TunableStatus};
 
@@ -15,7 +16,10 @@ use crate::args::StatusArgs;
 
 /// Runs `kernelx status`.
 pub fn run(args: &StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let statuses = read(args.tunable.as_deref())?;
+    // With the lock (when no other kernelx holds it), a per-task transition found complete
+    // is recorded done; without, status only looks.
+    let lock = StateLock::acquire(StateDir::system().dir()).ok();
+    let statuses = read(args.tunable.as_deref(), lock.is_some())?;
     if args.json {
         write_json(&statuses, out)
     } else if statuses.is_empty() {
@@ -30,14 +34,16 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
 }
 
-/// The status of every loaded tunable, or of `only`, from the kernel.
-pub fn read(only: Option<&str>) -> anyhow::Result<Vec<TunableStatus>> {
+/// The status of every loaded tunable, or of `only`, from the kernel; `locked`: the caller
+/// holds the state lock.
+pub fn read(only: Option<&str>, locked: bool) -> anyhow::Result<Vec<TunableStatus>> {
     let kprobes = Kprobes::read(&HostView::system()).context("reading the kernel's kprobes")?;
     state::status(
         &SieRuntime::system(),
         &StateDir::system(),
         kprobes.as_ref(),
         only,
+        locked,
     )
     .context("reading the loaded tunables")
 }

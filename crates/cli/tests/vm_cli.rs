@@ -493,26 +493,42 @@ fn block_status() -> serde_json::Value {
     status_json()["tunables"][0].clone()
 }
 
-#[test]
-#[ignore = "needs the lab VM: cargo xtask lab test"]
-fn vm_cli_per_task_mode_waits_for_each_task_inside_the_span() {
-    let _clean = Clean::start();
-    let target = TargetModule::insert();
+/// `kernelx load` of the KX_TARGET_BLOCK golden plan at V' = BLOCK_NEW in `mode`.
+fn block_load(mode: &str, timeout_s: u32) -> Command {
     let plan = repo_path(BLOCK_PLAN).display().to_string();
-    let new = BLOCK_NEW.to_string();
-
-    // A sleeps inside the span with the built-in value; the load cannot complete.
-    let a = target.enter_block(1);
-    let output = kernelx(&[
+    let (new, timeout) = (BLOCK_NEW.to_string(), timeout_s.to_string());
+    command(&[
         "load",
         &plan,
         "--value",
         &new,
         "--mode",
-        "per-task",
+        mode,
         "--timeout",
-        "1",
-    ]);
+        &timeout,
+    ])
+}
+
+/// Runs `command`, printing what it printed.
+fn output_of(mut command: Command) -> Output {
+    let output = command.output().expect("running kernelx");
+    eprintln!(
+        "$ {command:?}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_per_task_mode_waits_for_each_task_inside_the_span() {
+    let _clean = Clean::start();
+    let target = TargetModule::insert();
+
+    // A sleeps inside the span with the built-in value; the load cannot complete.
+    let a = target.enter_block(1);
+    let output = output_of(block_load("per-task", 1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{err}");
     assert!(
@@ -579,21 +595,12 @@ fn vm_cli_per_task_mode_waits_for_each_task_inside_the_span() {
 fn vm_cli_global_mode_switches_nobody_while_a_task_is_inside() {
     let _clean = Clean::start();
     let target = TargetModule::insert();
-    let plan = repo_path(BLOCK_PLAN).display().to_string();
-    let new = BLOCK_NEW.to_string();
 
     // A timeout shorter than A's sleep: aborted, nothing loaded.
     let a = target.enter_block(1);
-    let err = refused(&[
-        "load",
-        &plan,
-        "--value",
-        &new,
-        "--mode",
-        "global",
-        "--timeout",
-        "1",
-    ]);
+    let output = output_of(block_load("global", 1));
+    assert_eq!(output.status.code(), Some(1), "the load must fail");
+    let err = String::from_utf8_lossy(&output.stderr);
     assert!(
         err.contains("global transition to 256 aborted") && err.contains("old value stays"),
         "{err}"
@@ -601,20 +608,11 @@ fn vm_cli_global_mode_switches_nobody_while_a_task_is_inside() {
     assert!(pinned().is_empty(), "an aborted global load leaves nothing");
 
     // A longer timeout: the load waits for A; B, entering meanwhile, gets the old value.
-    let load = command(&[
-        "load",
-        &plan,
-        "--value",
-        &new,
-        "--mode",
-        "global",
-        "--timeout",
-        "60",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawning kernelx load");
+    let load = block_load("global", 60)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning kernelx load");
     assert!(
         loop_until(Duration::from_secs(30), || pinned().len() == 1),
         "the load never pinned the tunable"

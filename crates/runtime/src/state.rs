@@ -264,12 +264,14 @@ fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Er
 }
 
 /// The status of every pinned tunable (or of `only`), from the pins, the records and the
-/// kernel's kprobe list (`None` when debugfs does not show it).
+/// kernel's kprobe list (`None` when debugfs does not show it). `locked`: the caller holds the
+/// state lock, so a per-task transition found complete may be recorded done.
 pub fn status(
     runtime: &SieRuntime,
     state: &StateDir,
     kprobes: Option<&Kprobes>,
     only: Option<&str>,
+    locked: bool,
 ) -> Result<Vec<TunableStatus>, StateError> {
     let names = match only {
         Some(name) if runtime.is_loaded(name)? => vec![name.to_owned()],
@@ -284,7 +286,7 @@ pub fn status(
     };
     names
         .into_iter()
-        .map(|name| tunable_status(runtime, state, kprobes, name))
+        .map(|name| tunable_status(runtime, state, kprobes, name, locked))
         .collect()
 }
 
@@ -293,6 +295,7 @@ fn tunable_status(
     state: &StateDir,
     kprobes: Option<&Kprobes>,
     name: String,
+    locked: bool,
 ) -> Result<TunableStatus, StateError> {
     let pin_dir = runtime.dir(&name)?;
     let pins = list_names(&pin_dir, |n| Some(n.to_owned()))?;
@@ -320,7 +323,7 @@ fn tunable_status(
         status.incomplete = Some("pins missing: a load was interrupted".to_owned());
         return Ok(status);
     }
-    let transition = runtime.transition_state(&status.name)?;
+    let transition = runtime.transition_state(&status.name, locked)?;
     status.mode = Some(transition.mode);
     status.value = match transition.target {
         Setting::Value(v) => Some(v),
@@ -404,7 +407,7 @@ mod tests {
         let state = StateDir::new(temp.path().join("run"));
         fs::create_dir_all(runtime.dir("T").unwrap()).unwrap();
         fs::write(runtime.dir("T").unwrap().join("link-000"), "").unwrap();
-        let all = status(&runtime, &state, None, None).unwrap();
+        let all = status(&runtime, &state, None, None, false).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].name, "T");
         assert_eq!(all[0].links, 1);
@@ -416,7 +419,7 @@ mod tests {
             "{all:?}"
         );
         assert!(all[0].probes.is_empty());
-        let err = status(&runtime, &state, None, Some("U")).unwrap_err();
+        let err = status(&runtime, &state, None, Some("U"), false).unwrap_err();
         assert!(err.to_string().contains("'U' is not loaded"), "{err}");
     }
 }

@@ -332,10 +332,15 @@ impl SieRuntime {
         transition::move_to(&pinned, Setting::Value(value), &entries, timeout)
     }
 
-    /// The transition state of a loaded tunable (a pending per-task transition is swept once,
-    /// and recorded done when nobody is left behind).
-    pub fn transition_state(&self, tunable: &str) -> Result<TransitionState, SieError> {
-        transition::state(&self.pinned(tunable)?)
+    /// The transition state of a loaded tunable. A pending per-task transition is swept once
+    /// and, when nobody is left behind and `record` (the caller holds the state lock, so no
+    /// other change of the tunable is under way), recorded done.
+    pub fn transition_state(
+        &self,
+        tunable: &str,
+        record: bool,
+    ) -> Result<TransitionState, SieError> {
+        transition::state(&self.pinned(tunable)?, record)
     }
 
     /// The hit and error counters of each probe of a loaded tunable, in probe order.

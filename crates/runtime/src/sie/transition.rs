@@ -317,7 +317,7 @@ pub(super) fn move_to(
     let mut control = pinned.control()?;
     let mode = mode_of(&pinned.tunable, &control)?;
     if control.transition == TransitionCode::Pending as u64 {
-        let inside = settle(pinned)?;
+        let inside = sweep_pending(pinned, true)?;
         control = pinned.control()?;
         let target = slot_setting(&control, control.target_gen);
         if target == to {
@@ -375,7 +375,7 @@ fn await_tasks(
 ) -> Result<Transition, SieError> {
     let start = Instant::now();
     loop {
-        let inside = settle(pinned)?;
+        let inside = sweep_pending(pinned, true)?;
         if inside.is_empty() {
             let control = pinned.control()?;
             return Ok(Transition {
@@ -400,9 +400,10 @@ fn await_tasks(
     }
 }
 
-/// One sweep of a pending per-task transition; records it done when nobody is left behind.
-/// The tasks still inside (none when no transition is pending).
-pub(super) fn settle(pinned: &Pinned) -> Result<Vec<TaskInside>, SieError> {
+/// One sweep of a pending per-task transition; records it done when nobody is left behind
+/// (only a caller holding the state lock may: `record`). The tasks still inside (none when no
+/// transition is pending).
+pub(super) fn sweep_pending(pinned: &Pinned, record: bool) -> Result<Vec<TaskInside>, SieError> {
     let control = pinned.control()?;
     if control.transition != TransitionCode::Pending as u64
         || mode_of(&pinned.tunable, &control)? != Mode::PerTask
@@ -410,7 +411,7 @@ pub(super) fn settle(pinned: &Pinned) -> Result<Vec<TaskInside>, SieError> {
         return Ok(Vec::new());
     }
     let inside = pinned.sweep()?;
-    if inside.is_empty() {
+    if inside.is_empty() && record {
         // Re-read: only this process changes control (under the state lock), but the sweep
         // took a while and the record should carry the moment it was seen done.
         let mut control = pinned.control()?;
@@ -423,9 +424,9 @@ pub(super) fn settle(pinned: &Pinned) -> Result<Vec<TaskInside>, SieError> {
 }
 
 /// The tunable's transition state; a pending per-task transition is swept once (and recorded
-/// done when it is).
-pub(super) fn state(pinned: &Pinned) -> Result<TransitionState, SieError> {
-    let inside = settle(pinned)?;
+/// done when it is and `record`).
+pub(super) fn state(pinned: &Pinned, record: bool) -> Result<TransitionState, SieError> {
+    let inside = sweep_pending(pinned, record)?;
     let control = pinned.control()?;
     let state = match control.transition {
         t if t == TransitionCode::Pending as u64 => TransitionStateCode::Pending,
