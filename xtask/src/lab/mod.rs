@@ -298,6 +298,15 @@ sleep 3
 step kernelx status
 step kernelx unload PIPE_DEF_BUFFERS
 step pipe_size
+# The same in the other consistency modes: per-task (each task once it is outside the
+# function's safe spans) and global (everyone at once, when nobody is inside).
+step kernelx load PIPE_DEF_BUFFERS --value 32 --mode per-task
+step pipe_size
+step kernelx unload PIPE_DEF_BUFFERS
+step kernelx load PIPE_DEF_BUFFERS --value 64 --mode global
+step pipe_size
+step kernelx unload PIPE_DEF_BUFFERS
+step pipe_size
 "#;
 
 /// Builds the PIPE_DEF_BUFFERS plan on the host (fs/pipe.c only: see the golden test
