@@ -504,6 +504,56 @@ static __always_inline int apply_combine(struct pt_regs *ctx, const __u64 *regs,
 			       merge_reg(old, result, p->width, p->high8));
 }
 
+/* The registers of the magic division @p names, recomputed for V' (kx_divide()). */
+static __always_inline int apply_divide(struct pt_regs *ctx, const __u64 *regs,
+					struct kx_probe *p)
+{
+	struct kx_quotient r;
+	__u64 x;
+	int err;
+
+	switch (p->input) {
+	case KX_IN_SAVED:
+		/* No value from this frame's pre-probe: leave the V1 result. */
+		if (take_saved(ctx, p->mark, &x))
+			return 0;
+		break;
+	case KX_IN_REG:
+		if (read_view(regs, p->input_reg, p->input_width,
+			      p->input_high8, &x))
+			return -22;
+		break;
+	case KX_IN_MEM:
+		if (read_operand(ctx, regs, p, &x))
+			return -14;
+		break;
+	default:
+		return -22;
+	}
+	r = kx_divide(p->op, x, p->multiplier, p->shift);
+	/*
+	 * The loader refuses updates whose inputs it writes, so the other probe
+	 * at this address (the sequence's other constant) recomputes the same.
+	 */
+	if (p->op == KX_DIV_MUL) {
+		if (p->reg != KX_REG_RAX) {
+			err = kernelx_set_reg(ctx, KX_REG_RAX, r.lo);
+			if (err)
+				return err;
+		}
+		if (p->reg != KX_REG_RDX) {
+			err = kernelx_set_reg(ctx, KX_REG_RDX, r.hi);
+			if (err)
+				return err;
+		}
+	} else if (p->op != KX_DIV_IMUL) {
+		err = kernelx_set_reg(ctx, p->temp, r.temp);
+		if (err)
+			return err;
+	}
+	return kernelx_set_reg(ctx, p->reg, r.q);
+}
+
 static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 {
 	__u64 regs[KX_REG_COUNT], old;
@@ -531,6 +581,8 @@ static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 					 compare_flags(old, p->value, p->width, p->op));
 	case KX_ACT_COMBINE_REG:
 		return apply_combine(ctx, regs, p);
+	case KX_ACT_DIVIDE:
+		return apply_divide(ctx, regs, p);
 	}
 	return 0;
 }

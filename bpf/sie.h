@@ -44,6 +44,11 @@ enum kx_action {
 	KX_ACT_SAVE_REG = 6,
 	/* reg = op(input, IV') at the operand's width, and the flags in `flags`. */
 	KX_ACT_COMBINE_REG = 7,
+	/*
+	 * The registers a magic division (op: enum kx_divide_form) leaves: reg gets
+	 * the quotient, temp the other register, from the multiplier and shift of V'.
+	 */
+	KX_ACT_DIVIDE = 8,
 };
 
 /* What a combine computes; undoing a seed uses ADD, SUB, XOR and IMUL too. */
@@ -67,6 +72,28 @@ enum kx_input {
 	KX_IN_SAVED = 1,
 	/* undo_op(input_reg, undo_value): the seed's input recovered from its result. */
 	KX_IN_UNDO = 2,
+	/* The memory operand `operand`/`disp` at the post-probe (divide only). */
+	KX_IN_MEM = 3,
+};
+
+/*
+ * The magic division sequences (crates/plan/src/magic.rs, MagicForm), x the
+ * dividend, m the multiplier, s the shift of V':
+ *   IMUL:     reg = (x * m) >> s (64-bit product; s = 32 + post-shift)
+ *   IMUL_REG: the same, and temp32 = m (the register m was loaded into)
+ *   MUL:      %rax = low and %rdx = high half of x * m, reg = high >> s
+ *   IMUL_ADD: h = (x * m) >> 32, temp = h, reg32 = (h + ((x32 - h) >> 1)) >> s
+ *   IMUL_ADD_HIGH: the same, but temp32 = (x32 - h) >> 1
+ *   SIGNED_ADD: h = high 32 bits of (s64)(s32)x32 * (s32)m,
+ *            temp32 = x32 >> 31 (arithmetic), reg32 = ((h + x32) >> s) - temp32
+ */
+enum kx_divide_form {
+	KX_DIV_IMUL = 0,
+	KX_DIV_IMUL_REG = 1,
+	KX_DIV_MUL = 2,
+	KX_DIV_IMUL_ADD = 3,
+	KX_DIV_IMUL_ADD_HIGH = 4,
+	KX_DIV_SIGNED_ADD = 5,
 };
 
 enum kx_compare_op {
@@ -134,16 +161,81 @@ struct kx_probe {
 	__u64 high8;	/* register is %ah, %ch, %dh or %bh */
 	__u64 operand;	/* memory operand (kernelx_abi.h) */
 	__s64 disp;	/* its displacement; RIP-relative from the probe */
-	__u64 op;	/* enum kx_compare_op, or enum kx_combine_op */
+	__u64 op;	/* enum kx_compare_op, kx_combine_op or kx_divide_form */
 	__u64 flags;	/* RFLAGS bits a compare or combine writes */
 	__u64 mark;	/* mark slot (pre sets, post needs), or KX_NO_MARK */
-	__u64 input;	/* combine: enum kx_input */
+	__u64 input;	/* combine or divide: enum kx_input */
 	__u64 input_reg;	/* its register: enum kernelx_reg */
 	__u64 input_width;	/* its width in bytes */
 	__u64 input_high8;	/* it is %ah, %ch, %dh or %bh */
 	__u64 undo_op;	/* KX_IN_UNDO: enum kx_combine_op */
 	__u64 undo_value;	/* KX_IN_UNDO: its constant */
 	__u64 span;	/* the site's safe span (index), or KX_NO_SPAN */
+	__u64 multiplier;	/* KX_ACT_DIVIDE: m of V' */
+	__u64 shift;	/* KX_ACT_DIVIDE: s of V' */
+	__u64 temp;	/* KX_ACT_DIVIDE: the other register (enum kernelx_reg) */
 };
+
+/*
+ * What a magic division sequence leaves. Pure arithmetic on 64-bit values
+ * (BPF has no 128-bit multiply), kept here so that a host test compiles the
+ * very code the program runs (crates/runtime/src/sie/program.rs).
+ */
+struct kx_quotient {
+	__u64 q;	/* reg */
+	__u64 temp;	/* temp (IMUL_REG, IMUL_ADD*, SIGNED_ADD) */
+	__u64 lo;	/* MUL: %rax */
+	__u64 hi;	/* MUL: %rdx */
+};
+
+/* The high 64 bits of the 128-bit product a * b, from 32-bit halves. */
+static inline __attribute__((always_inline)) __u64 kx_mulhi(__u64 a, __u64 b)
+{
+	__u64 a0 = a & 0xffffffff, a1 = a >> 32;
+	__u64 b0 = b & 0xffffffff, b1 = b >> 32;
+	__u64 p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+	/* At most 3 * (2^32 - 1): the carry into the high half fits. */
+	__u64 mid = (p00 >> 32) + (p01 & 0xffffffff) + (p10 & 0xffffffff);
+
+	return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
+/* The registers form @form (enum kx_divide_form) leaves for dividend @x. */
+static inline __attribute__((always_inline)) struct kx_quotient
+kx_divide(__u64 form, __u64 x, __u64 m, __u64 s)
+{
+	struct kx_quotient r = { 0, 0, 0, 0 };
+	__u64 x32 = x & 0xffffffff, h, half, sign;
+
+	s &= 63;
+	switch (form) {
+	case KX_DIV_IMUL_REG:
+		r.temp = m & 0xffffffff;
+		/* fallthrough */
+	case KX_DIV_IMUL:
+		r.q = (x * m) >> s;
+		break;
+	case KX_DIV_MUL:
+		r.lo = x * m;
+		r.hi = kx_mulhi(x, m);
+		r.q = r.hi >> s;
+		break;
+	case KX_DIV_IMUL_ADD:
+	case KX_DIV_IMUL_ADD_HIGH:
+		h = (x * m) >> 32;
+		half = ((x32 - (h & 0xffffffff)) & 0xffffffff) >> 1;
+		r.q = ((half + h) & 0xffffffff) >> s;
+		r.temp = form == KX_DIV_IMUL_ADD ? h : half;
+		break;
+	case KX_DIV_SIGNED_ADD:
+		h = ((__u64)((__s64)(__s32)x32 * (__s64)(__s32)m) >> 32) & 0xffffffff;
+		sign = (__u64)((__s32)x32 >> 31) & 0xffffffff;
+		r.q = ((__u64)((__s32)((h + x32) & 0xffffffff) >> (s & 31)) -
+		       sign) & 0xffffffff;
+		r.temp = sign;
+		break;
+	}
+	return r;
+}
 
 #endif /* KERNELX_SIE_H */

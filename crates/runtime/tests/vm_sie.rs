@@ -1,8 +1,8 @@
 //! SIE in the lab VM (`cargo xtask lab test`; ignored on the host, whose kernel has no kprobes
 //! and no modules): the kernelx module, the BPF program and the loader tune
 //! `PIPE_DEF_BUFFERS` with the golden fs plan, rewrite stored memory, recompute the flags of
-//! 8/16/32/64-bit compares and the combines of the golden plans in the target module
-//! (`tests/target-module`), and the kfuncs refuse outside a kprobe.
+//! 8/16/32/64-bit compares, the combines and the magic divisions of the golden plans in the
+//! target module (`tests/target-module`), and the kfuncs refuse outside a kprobe.
 //!
 //! Needs `kmod/build/kernelx.ko` and `tests/target-module/build/kx_target.ko` (the lab builds
 //! both before the boot), root, bpffs and debugfs.
@@ -1069,4 +1069,173 @@ fn vm_sie_a_value_saved_at_another_stack_pointer_is_not_used() {
     assert!(stats.iter().all(|s| s.errors == 0), "{stats:?}");
     drop(target);
     module.remove();
+}
+
+/// A division constant of the target module: its debugfs file, the README's result formula
+/// of (x, V), whether the file prints signed numbers, two V' of the site's magic shape, one
+/// the shape rule refuses, and a word of the reason the refusal names.
+struct DivisionCase {
+    constant: &'static str,
+    file: &'static str,
+    formula: fn(u64, u64) -> u64,
+    signed: bool,
+    values: [i64; 2],
+    refused: i64,
+    reason: &'static str,
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_sie_recomputes_divisions_from_golden_plans() {
+    let module = KernelxModule::insert();
+    let target = TargetModule::insert();
+    let runtime = SieRuntime::system();
+    let cases = [
+        DivisionCase {
+            constant: "KX_TARGET_DIV",
+            file: "div",
+            formula: |x, v| x / v,
+            signed: false,
+            values: [10, 3],
+            refused: 1000,
+            reason: "pre-shift",
+        },
+        DivisionCase {
+            constant: "KX_TARGET_MOD",
+            file: "mod",
+            formula: |x, v| u64::from(x as u32) % v,
+            signed: false,
+            values: [7, 1503],
+            refused: 10,
+            reason: "no add-fixup",
+        },
+        DivisionCase {
+            constant: "KX_TARGET_SDIV",
+            file: "sdiv",
+            formula: |x, v| i64::from(x as u32 as i32 / v as i32) as u64,
+            signed: true,
+            values: [31, 14],
+            refused: 13,
+            reason: "no add-fixup",
+        },
+    ];
+    // Zero, small, around 2^31 (negative as s32), 32-bit carries, and the top of 64 bits.
+    let xs = [
+        0,
+        0x40,
+        0x1234,
+        0x7fff_ffff,
+        0x8000_0000,
+        0xdead_beef,
+        0x1_ffff_fff0,
+        0xffff_ffff_ffff_fff0,
+        u64::MAX,
+    ];
+    for case in &cases {
+        target.check_division(&runtime, case, &xs);
+    }
+    drop(target);
+    module.remove();
+}
+
+impl TargetModule {
+    /// What `case.file` prints for every x at V = `v`.
+    fn division_results(&self, case: &DivisionCase, xs: &[u64]) -> Vec<String> {
+        xs.iter().map(|&x| self.result_text(case.file, x)).collect()
+    }
+
+    #[track_caller]
+    fn assert_division(&self, case: &DivisionCase, xs: &[u64], got: &[String], v: i64, when: &str) {
+        for (&x, got) in xs.iter().zip(got) {
+            let result = (case.formula)(x, v as u64);
+            let expected = if case.signed {
+                (result as i64).to_string()
+            } else {
+                result.to_string()
+            };
+            assert_eq!(*got, expected, "{}({x:#x}) at V = {v} {when}", case.file);
+        }
+    }
+
+    /// Refuses `case.refused` at load, loads `case`'s golden plan at its first V', sets the
+    /// second, refuses `case.refused` again (keeping the second), unloads, and checks the
+    /// file at each step.
+    #[track_caller]
+    fn check_division(&self, runtime: &SieRuntime, case: &DivisionCase, xs: &[u64]) {
+        let tunable = golden_target_tunable(case.constant);
+        let v1 = tunable.default;
+        let program =
+            SieProgram::from_plan(&tunable).unwrap_or_else(|e| panic!("{}: {e}", case.constant));
+        self.assert_division(case, xs, &self.division_results(case, xs), v1, "before");
+
+        let refused = runtime
+            .load(
+                &program,
+                &LoadRequest::immediate(case.refused),
+                ProbeTarget::symbol_of,
+            )
+            .map(|_| ())
+            .expect_err("the shape rule refuses the value");
+        let text = refused.to_string();
+        assert!(
+            text.contains(case.constant) && text.contains(case.reason),
+            "loading {} = {}: {text}",
+            case.constant,
+            case.refused
+        );
+        assert!(
+            !runtime
+                .is_loaded(&tunable.name)
+                .expect("reading the pin directory")
+        );
+
+        let [first, second] = case.values;
+        let loaded = runtime
+            .load(
+                &program,
+                &LoadRequest::immediate(first),
+                ProbeTarget::symbol_of,
+            )
+            .unwrap_or_else(|e| panic!("loading {} = {first}: {e}", case.constant));
+        eprintln!(
+            "{} = {first}: {:?} instructions verified",
+            case.constant, loaded.timings.verified_insns
+        );
+        let at_first = self.division_results(case, xs);
+        runtime
+            .set(&program, second, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("setting {} = {second}: {e}", case.constant));
+        let at_second = self.division_results(case, xs);
+        let refused = runtime
+            .set(&program, case.refused, Duration::from_secs(5))
+            .map(|_| ())
+            .expect_err("the shape rule refuses the value");
+        let after_refusal = self.division_results(case, xs);
+        let stats = runtime.stats(&program).expect("reading the counters");
+        runtime.detach(&tunable.name).expect("unloading");
+
+        let when = format!("(loaded; {stats:?})");
+        self.assert_division(case, xs, &at_first, first, &when);
+        self.assert_division(case, xs, &at_second, second, &when);
+        let text = refused.to_string();
+        assert!(
+            text.contains(case.reason),
+            "setting {} = {}: {text}",
+            case.constant,
+            case.refused
+        );
+        self.assert_division(case, xs, &after_refusal, second, "after a refused set");
+        assert!(
+            stats.iter().all(|s| s.errors == 0) && stats.iter().all(|s| s.hits > 0),
+            "{}: {stats:?}",
+            case.constant
+        );
+        self.assert_division(
+            case,
+            xs,
+            &self.division_results(case, xs),
+            v1,
+            "after unloading",
+        );
+    }
 }

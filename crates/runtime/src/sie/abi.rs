@@ -44,6 +44,8 @@ pub(crate) enum Action {
     SaveReg = 6,
     /// `KX_ACT_COMBINE_REG`.
     CombineReg = 7,
+    /// `KX_ACT_DIVIDE`.
+    Divide = 8,
 }
 
 /// `enum kx_combine_op`.
@@ -80,6 +82,26 @@ pub(crate) enum InputKind {
     Saved = 1,
     /// `KX_IN_UNDO`.
     Undo = 2,
+    /// `KX_IN_MEM`.
+    Mem = 3,
+}
+
+/// `enum kx_divide_form`: the magic division sequence a divide entry recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum DivideForm {
+    /// `KX_DIV_IMUL`.
+    Imul = 0,
+    /// `KX_DIV_IMUL_REG`.
+    ImulReg = 1,
+    /// `KX_DIV_MUL`.
+    Mul = 2,
+    /// `KX_DIV_IMUL_ADD`.
+    ImulAdd = 3,
+    /// `KX_DIV_IMUL_ADD_HIGH`.
+    ImulAddHigh = 4,
+    /// `KX_DIV_SIGNED_ADD`.
+    SignedAdd = 5,
 }
 
 /// `enum kx_compare_op`.
@@ -108,6 +130,9 @@ pub(crate) struct ProbeEntry {
     pub undo_op: u64,
     pub undo_value: u64,
     pub span: u64,
+    pub multiplier: u64,
+    pub shift: u64,
+    pub temp: u64,
 }
 
 /// `sizeof(struct kx_probe)`.
@@ -134,6 +159,9 @@ impl ProbeEntry {
             self.undo_op,
             self.undo_value,
             self.span,
+            self.multiplier,
+            self.shift,
+            self.temp,
         ]
         .iter()
         .flat_map(|field| field.to_ne_bytes())
@@ -419,6 +447,7 @@ mod tests {
             ("KX_ACT_COMPARE_MEM", Action::CompareMem),
             ("KX_ACT_SAVE_REG", Action::SaveReg),
             ("KX_ACT_COMBINE_REG", Action::CombineReg),
+            ("KX_ACT_DIVIDE", Action::Divide),
         ] {
             assert_eq!(c_value(SIE_H, name), action as u64, "{name}");
         }
@@ -439,8 +468,19 @@ mod tests {
             ("KX_IN_REG", InputKind::Reg),
             ("KX_IN_SAVED", InputKind::Saved),
             ("KX_IN_UNDO", InputKind::Undo),
+            ("KX_IN_MEM", InputKind::Mem),
         ] {
             assert_eq!(c_value(SIE_H, name), input as u64, "{name}");
+        }
+        for (name, form) in [
+            ("KX_DIV_IMUL", DivideForm::Imul),
+            ("KX_DIV_IMUL_REG", DivideForm::ImulReg),
+            ("KX_DIV_MUL", DivideForm::Mul),
+            ("KX_DIV_IMUL_ADD", DivideForm::ImulAdd),
+            ("KX_DIV_IMUL_ADD_HIGH", DivideForm::ImulAddHigh),
+            ("KX_DIV_SIGNED_ADD", DivideForm::SignedAdd),
+        ] {
+            assert_eq!(c_value(SIE_H, name), form as u64, "{name}");
         }
         assert_eq!(c_value(ABI_H, "KX_OPERAND_NO_REG"), OPERAND_NO_REG);
         assert_eq!(c_value(ABI_H, "KX_OPERAND_GS"), OPERAND_GS);
@@ -502,6 +542,9 @@ mod tests {
                 "undo_op",
                 "undo_value",
                 "span",
+                "multiplier",
+                "shift",
+                "temp",
             ]
         );
         assert_eq!(PROBE_ENTRY_SIZE, fields.len() * 8);

@@ -2,9 +2,11 @@
 //! entries. Pure: nothing here touches the kernel, so every refusal happens before a load
 //! changes anything.
 
+use kernelx_plan::MagicMismatch;
+use kernelx_plan::magic::check_form;
 use kernelx_plan::{
-    Address, CodeRange, CombineOp, CompareOp, FlagSet, Gpr, Input, Place, Recipe, RegOperand, Site,
-    TunablePlan, TunableRange, UndoOp, Update, Width,
+    Address, BoundReason, CodeRange, CombineOp, CompareOp, FlagSet, Gpr, Input, MagicForm,
+    OutOfRange, Place, Recipe, RegOperand, Site, TunablePlan, TunableRange, UndoOp, Update, Width,
 };
 
 use super::SieError;
@@ -103,6 +105,25 @@ enum UpdateWork {
         /// The flags the update writes: those `op` defines that the consumer reads.
         flags: FlagSet,
     },
+    Divide {
+        /// The site's sequence and width, for the multiplier and shift of V'.
+        form: MagicForm,
+        width: Width,
+        /// The sequence as the program computes it.
+        kx_form: abi::DivideForm,
+        dividend: DivideInput,
+        dest: Gpr,
+        /// The other register the sequence writes (unused by `Imul` and `Mul`).
+        temp: Gpr,
+    },
+}
+
+/// Where a division's dividend comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DivideInput {
+    Reg(RegOperand),
+    Mem { operand: u64, disp: i64 },
+    Saved,
 }
 
 /// Where a combine's other operand comes from.
@@ -145,10 +166,12 @@ impl SieProgram {
     /// Supported: [`Update::Load`] into a register or the memory just stored,
     /// [`Update::Compare`] of a register or memory operand (not `%gs`-relative) read at the
     /// post-probe, and [`Update::Combine`] into a register of a register read at the
-    /// post-probe, recovered from the seed, or saved by the pre-probe; pre-probes that mark
-    /// the path or save a register. Refused: dividing updates, combines into memory or of
-    /// memory and address inputs, flags of shifts and `imul` that the consumer reads, and
-    /// more probes than the program's map holds.
+    /// post-probe, recovered from the seed, or saved by the pre-probe; [`Update::Divide`] of
+    /// every magic form, its dividend a register or memory operand read at the post-probe or
+    /// a register the pre-probe saved (the fix-up reading the dividend again); pre-probes
+    /// that mark the path or save a register. Refused: combines into memory or of memory and
+    /// address inputs, flags of shifts, `imul` and divisions that the consumer reads, a
+    /// division that writes its own input, and more probes than the program's map holds.
     pub fn from_plan(tunable: &TunablePlan) -> Result<SieProgram, SieError> {
         if tunable.sites.is_empty() {
             return Err(SieError::NoSites {
@@ -319,13 +342,32 @@ impl SieProgram {
                         site: probe.site.clone(),
                         reason,
                     })?;
-                Ok(update_entry(*update, iv, mark.unwrap_or(abi::NO_MARK)))
+                // The range check above admits only V' of a division site's shape.
+                update_entry(*update, iv, mark.unwrap_or(abi::NO_MARK), value).map_err(|mismatch| {
+                    SieError::SiteOutOfRange {
+                        tunable: self.tunable.clone(),
+                        site: probe.site.clone(),
+                        reason: OutOfRange {
+                            value,
+                            min: recipe.range.min,
+                            max: recipe.range.max,
+                            reason: BoundReason::MagicShape { mismatch },
+                        },
+                    }
+                })
             }
         }
     }
 }
 
-fn update_entry(update: UpdateWork, iv: u64, mark: u64) -> ProbeEntry {
+/// The entry of `update` for IV' = `iv` and V' = `value` (a division's multiplier and shift
+/// derive from V' itself); refuses a V' the division's sequence does not compute.
+fn update_entry(
+    update: UpdateWork,
+    iv: u64,
+    mark: u64,
+    value: i64,
+) -> Result<ProbeEntry, MagicMismatch> {
     let base = ProbeEntry {
         value: iv,
         mark,
@@ -335,7 +377,7 @@ fn update_entry(update: UpdateWork, iv: u64, mark: u64) -> ProbeEntry {
         CompareOp::Cmp => abi::COMPARE_CMP,
         CompareOp::Test => abi::COMPARE_TEST,
     };
-    match update {
+    Ok(match update {
         UpdateWork::LoadReg { reg } => ProbeEntry {
             action: Action::LoadReg as u64,
             reg: abi::reg(reg.gpr),
@@ -420,7 +462,46 @@ fn update_entry(update: UpdateWork, iv: u64, mark: u64) -> ProbeEntry {
                 },
             }
         }
-    }
+        UpdateWork::Divide {
+            form,
+            width,
+            kx_form,
+            dividend,
+            dest,
+            temp,
+        } => {
+            let (multiplier, shift) = check_form(value, width, form)?;
+            let entry = ProbeEntry {
+                action: Action::Divide as u64,
+                reg: abi::reg(dest),
+                width: u64::from(width.bytes()),
+                op: kx_form as u64,
+                multiplier,
+                shift: u64::from(shift),
+                temp: abi::reg(temp),
+                ..base
+            };
+            match dividend {
+                DivideInput::Reg(reg) => ProbeEntry {
+                    input: abi::InputKind::Reg as u64,
+                    input_reg: abi::reg(reg.gpr),
+                    input_width: u64::from(reg.width.bytes()),
+                    input_high8: u64::from(reg.high8),
+                    ..entry
+                },
+                DivideInput::Mem { operand, disp } => ProbeEntry {
+                    input: abi::InputKind::Mem as u64,
+                    operand,
+                    disp,
+                    ..entry
+                },
+                DivideInput::Saved => ProbeEntry {
+                    input: abi::InputKind::Saved as u64,
+                    ..entry
+                },
+            }
+        }
+    })
 }
 
 /// The register the pre-probe of `site` saves, or why this runtime cannot save it. A save
@@ -435,11 +516,15 @@ fn saved_reg(site: &Site) -> Result<Option<RegOperand>, String> {
         Update::Combine {
             input: Input::Saved,
             ..
+        } | Update::Divide {
+            dividend: Input::Saved,
+            ..
         }
     );
     if !uses_saved {
         return Err(format!(
-            "its pre-probe must save {} (saved inputs are supported for combines only)",
+            "its pre-probe must save {} (saved inputs are supported for combines and \
+             dividends only)",
             place_text(&place)
         ));
     }
@@ -461,18 +546,7 @@ fn saved_reg(site: &Site) -> Result<Option<RegOperand>, String> {
 /// What the post-probe of `site` does, or why this runtime cannot do it.
 fn update_work(site: &Site) -> Result<UpdateWork, String> {
     let recipe = &site.recipe;
-    let operand = |addr: &Address, width: Width| -> Result<(u64, i64), String> {
-        let packed = abi::pack_operand(addr, width)
-            .ok_or_else(|| format!("memory operand {addr} uses %fs"))?;
-        // The plan makes RIP-relative addresses relative to the span's start; the kernel
-        // sees the post-probe's address.
-        let disp = if addr.rip_relative {
-            addr.disp + recipe.span.start as i64 - i64::from(site.probes.post)
-        } else {
-            addr.disp
-        };
-        Ok((packed, disp))
-    };
+    let operand = |addr: &Address, width: Width| memory_operand(site, addr, width);
     match recipe.update {
         Update::Load { dest } => {
             check_width(dest.width())?;
@@ -538,10 +612,149 @@ fn update_work(site: &Site) -> Result<UpdateWork, String> {
             input,
             flags,
         } => combine_work(recipe, op, dest, input, flags),
-        Update::Divide { .. } => {
-            Err("its update recomputes a magic division (not supported yet)".to_owned())
-        }
+        Update::Divide { .. } => divide_work(site),
     }
+}
+
+/// The packed memory operand of `site` and its displacement as the post-probe sees it.
+fn memory_operand(site: &Site, addr: &Address, width: Width) -> Result<(u64, i64), String> {
+    let packed =
+        abi::pack_operand(addr, width).ok_or_else(|| format!("memory operand {addr} uses %fs"))?;
+    // The plan makes RIP-relative addresses relative to the span's start; the kernel
+    // sees the post-probe's address.
+    let disp = if addr.rip_relative {
+        addr.disp + site.recipe.span.start as i64 - i64::from(site.probes.post)
+    } else {
+        addr.disp
+    };
+    Ok((packed, disp))
+}
+
+/// The post-probe of the magic division of `site` (see [`update_work`]).
+fn divide_work(site: &Site) -> Result<UpdateWork, String> {
+    let recipe = &site.recipe;
+    let Update::Divide {
+        width,
+        form,
+        dividend: input,
+        fixup,
+        dest,
+        temp,
+        flags,
+    } = recipe.update
+    else {
+        unreachable!("update_work passes divisions only");
+    };
+    // What the dividend is, and the registers reading it uses.
+    let (dividend, reads) = match input {
+        Input::Read {
+            place: Place::Reg { reg },
+        } => {
+            check_width(reg.width)?;
+            (DivideInput::Reg(reg), vec![reg.gpr])
+        }
+        Input::Read {
+            place: Place::Mem { addr, width: read },
+        } => {
+            if addr.segment.is_some() {
+                return Err(format!(
+                    "it divides the per-CPU operand {addr} (segment operands are not read yet)"
+                ));
+            }
+            check_width(read)?;
+            let (operand, disp) = memory_operand(site, &addr, read)?;
+            let regs = addr.base.into_iter().chain(addr.index).collect();
+            (DivideInput::Mem { operand, disp }, regs)
+        }
+        Input::Saved if recipe.save.is_some() => (DivideInput::Saved, Vec::new()),
+        Input::Saved => {
+            return Err(
+                "its dividend is saved by a pre-probe, but the recipe names nothing to save"
+                    .to_owned(),
+            );
+        }
+        Input::Address { .. } | Input::Undo { .. } => {
+            return Err(format!(
+                "its dividend is {} (only values read at the post-probe or saved by a \
+                 pre-probe are supported yet)",
+                input_kind(&input)
+            ));
+        }
+    };
+    // As for combines: the flags nobody reads may stay as V1 left them.
+    let flags = flags.intersection(recipe.consumers);
+    if !flags.is_empty() {
+        return Err(format!(
+            "the code after it reads the flags ({flags}) of its division's last instruction \
+             (not computed yet)"
+        ));
+    }
+    let needs_temp = |what: &str| {
+        temp.ok_or_else(|| format!("its {form} division names no register for {what}"))
+    };
+    let (kx_form, temp) = match form {
+        MagicForm::ImulImmediate => (abi::DivideForm::Imul, dest),
+        MagicForm::ImulRegister => match temp {
+            Some(t) => (abi::DivideForm::ImulReg, t),
+            None => (abi::DivideForm::Imul, dest),
+        },
+        MagicForm::Mul { .. } => (abi::DivideForm::Mul, dest),
+        MagicForm::ImulImmediateAdd { into_high } => {
+            let t = needs_temp("the fix-up")?;
+            // The fix-up starts from the dividend's low 32 bits: the program reads the
+            // dividend once.
+            let fixup = fixup.ok_or_else(|| {
+                "its add fix-up division names no input for the fix-up".to_owned()
+            })?;
+            let same_value = fixup == input
+                || matches!(
+                    (fixup, dividend),
+                    (Input::Read { place: Place::Reg { reg: f } }, DivideInput::Reg(d))
+                        if f.gpr == d.gpr && !f.high8 && !d.high8
+                            && f.width.bits() >= 32 && d.width.bits() >= 32
+                );
+            if !same_value {
+                return Err(
+                    "its add fix-up reads another value than the dividend's low 32 bits (not \
+                     supported yet)"
+                        .to_owned(),
+                );
+            }
+            let kx_form = if into_high {
+                abi::DivideForm::ImulAddHigh
+            } else {
+                abi::DivideForm::ImulAdd
+            };
+            (kx_form, t)
+        }
+        MagicForm::SignedImulAdd => (abi::DivideForm::SignedAdd, needs_temp("the sign")?),
+    };
+    let written: Vec<Gpr> = match kx_form {
+        abi::DivideForm::Imul => vec![dest],
+        abi::DivideForm::Mul => vec![dest, Gpr::Rax, Gpr::Rdx],
+        _ => vec![dest, temp],
+    };
+    if written.contains(&Gpr::Rsp) {
+        return Err("it writes %rsp, which a probe never rewrites".to_owned());
+    }
+    // Both sites of a division (multiplier and shift) apply the whole update at the same
+    // post-probe: it must read nothing it writes, so that applying it twice is applying it
+    // once.
+    if let Some(gpr) = reads.iter().find(|r| written.contains(r)) {
+        return Err(format!(
+            "its division reads %{} and also writes it (the probes of the multiplier and the \
+             shift both apply it at one post-probe, so it must not change its own input)",
+            gpr.name()
+        ));
+    }
+    Ok(UpdateWork::Divide {
+        form,
+        width,
+        kx_form,
+        dividend,
+        dest,
+        temp,
+    })
 }
 
 fn combine_work(
@@ -1078,6 +1291,340 @@ mod tests {
         tunable.sites[0].probes.pre = None;
         let err = SieProgram::from_plan(&tunable).unwrap_err().to_string();
         assert!(err.contains("no pre-probe"), "{err}");
+    }
+
+    #[test]
+    fn divisions_carry_the_magic_of_v_prime() {
+        // kx_target_div: movabs $m,%rax; mul (%rdi); mov %rdx,%rax; shr $s,%rax. Both sites
+        // (multiplier, shift) apply the whole division at +0x20.
+        let program = SieProgram::from_plan(&target_tunable("KX_TARGET_DIV")).unwrap();
+        let entries = program.entries(10).unwrap();
+        assert_eq!(entries.len(), 2);
+        for (e, iv) in entries.iter().zip([0xcccc_cccc_cccc_cccd, 3]) {
+            assert_eq!(e.action, Action::Divide as u64);
+            assert_eq!(e.op, abi::DivideForm::Mul as u64);
+            assert_eq!(
+                (e.multiplier, e.shift, e.value),
+                (0xcccc_cccc_cccc_cccd, 3, iv)
+            );
+            assert_eq!((e.reg, e.width), (abi::reg(Gpr::Rax), 8));
+            assert_eq!(e.input, abi::InputKind::Mem as u64);
+            assert_eq!(
+                (e.operand & 0xff, (e.operand >> 8) & 0xff, e.disp),
+                (8, abi::reg(Gpr::Rdi), 0)
+            );
+            assert_eq!((e.flags, e.mark), (0, abi::NO_MARK));
+        }
+
+        // kx_target_mod: the add fix-up into %edx, the high half in %rcx, the dividend in
+        // %eax; then imul $V (a combine) at +0x24.
+        let program = SieProgram::from_plan(&target_tunable("KX_TARGET_MOD")).unwrap();
+        let entries = program.entries(7).unwrap();
+        for e in &entries[..2] {
+            assert_eq!(e.action, Action::Divide as u64);
+            assert_eq!(e.op, abi::DivideForm::ImulAdd as u64);
+            assert_eq!((e.multiplier, e.shift), (0x2492_4925, 2));
+            assert_eq!(
+                (e.reg, e.temp, e.width),
+                (abi::reg(Gpr::Rdx), abi::reg(Gpr::Rcx), 4)
+            );
+            assert_eq!(
+                (e.input, e.input_reg, e.input_width),
+                (abi::InputKind::Reg as u64, abi::reg(Gpr::Rax), 4)
+            );
+        }
+        assert_eq!(
+            (entries[2].action, entries[2].value),
+            (Action::CombineReg as u64, 7)
+        );
+
+        // kx_target_sdiv: the dividend %edx is saved before the sequence overwrites it.
+        let program = SieProgram::from_plan(&target_tunable("KX_TARGET_SDIV")).unwrap();
+        let entries = program.entries(31).unwrap();
+        let roles: Vec<_> = program.probes().iter().map(|p| p.role()).collect();
+        assert_eq!(
+            roles,
+            [
+                ProbeRole::Pre,
+                ProbeRole::Post,
+                ProbeRole::Pre,
+                ProbeRole::Post
+            ]
+        );
+        for pair in entries.chunks(2) {
+            let [pre, post] = pair else { unreachable!() };
+            assert_eq!(
+                (pre.action, pre.reg, pre.width),
+                (Action::SaveReg as u64, abi::reg(Gpr::Rdx), 4)
+            );
+            assert_eq!(post.op, abi::DivideForm::SignedAdd as u64);
+            assert_eq!((post.multiplier, post.shift), (0x8421_0843, 4));
+            assert_eq!(
+                (post.reg, post.temp),
+                (abi::reg(Gpr::Rax), abi::reg(Gpr::Rdx))
+            );
+            assert_eq!(post.input, abi::InputKind::Saved as u64);
+            assert_eq!(post.mark, pre.mark);
+        }
+    }
+
+    #[test]
+    fn divisors_of_another_shape_are_refused_with_the_reason() {
+        for (constant, value, reason) in [
+            ("KX_TARGET_DIV", 1000, "pre-shift"),
+            ("KX_TARGET_DIV", 7, "n+1 bits"),
+            ("KX_TARGET_DIV", 16, "power of two"),
+            ("KX_TARGET_MOD", 10, "no add-fixup"),
+            ("KX_TARGET_MOD", 19, "imm32"),
+            ("KX_TARGET_SDIV", 13, "no add-fixup"),
+            ("KX_TARGET_SDIV", 0, "division by zero"),
+        ] {
+            let program = SieProgram::from_plan(&target_tunable(constant)).unwrap();
+            let err = program.entries(value).unwrap_err().to_string();
+            assert!(
+                err.contains(constant) && err.contains(reason),
+                "{constant} = {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_divisions_are_refused_naming_the_site() {
+        let refusal = |constant: &str, change: &dyn Fn(&mut Recipe)| {
+            let mut tunable = target_tunable(constant);
+            for site in &mut tunable.sites {
+                change(&mut site.recipe);
+            }
+            SieProgram::from_plan(&tunable).unwrap_err().to_string()
+        };
+        let with_update = |change: fn(&mut Update)| move |r: &mut Recipe| change(&mut r.update);
+        let err = refusal(
+            "KX_TARGET_DIV",
+            &with_update(|u| {
+                if let Update::Divide { dividend, .. } = u {
+                    *dividend = Input::Undo {
+                        place: Place::Reg {
+                            reg: RegOperand::full(Gpr::Rcx),
+                        },
+                        op: UndoOp::Sub,
+                        operand: 1,
+                    };
+                }
+            }),
+        );
+        assert!(
+            err.contains("kx_target_div+0x9") && err.contains("undoing the seed"),
+            "{err}"
+        );
+        // The quotient overwriting the dividend: the other site's probe would divide again.
+        let err = refusal(
+            "KX_TARGET_MOD",
+            &with_update(|u| {
+                if let Update::Divide { dest, .. } = u {
+                    *dest = Gpr::Rax;
+                }
+            }),
+        );
+        assert!(
+            err.contains("kx_target_mod+0x10") && err.contains("%rax"),
+            "{err}"
+        );
+        let err = refusal(
+            "KX_TARGET_DIV",
+            &with_update(|u| {
+                if let Update::Divide { dividend, .. } = u {
+                    *dividend = Input::Read {
+                        place: Place::Mem {
+                            addr: Address {
+                                segment: None,
+                                base: Some(Gpr::Rdx),
+                                index: None,
+                                scale: 1,
+                                disp: 0,
+                                rip_relative: false,
+                            },
+                            width: Width::W64,
+                        },
+                    };
+                }
+            }),
+        );
+        assert!(err.contains("%rdx"), "{err}");
+        let err = refusal(
+            "KX_TARGET_MOD",
+            &with_update(|u| {
+                if let Update::Divide { fixup, .. } = u {
+                    *fixup = Some(Input::Read {
+                        place: Place::Reg {
+                            reg: RegOperand::new(Gpr::Rsi, Width::W32),
+                        },
+                    });
+                }
+            }),
+        );
+        assert!(err.contains("fix-up"), "{err}");
+        let err = refusal(
+            "KX_TARGET_SDIV",
+            &with_update(|u| {
+                if let Update::Divide { temp, .. } = u {
+                    *temp = None;
+                }
+            }),
+        );
+        assert!(err.contains("no register for the sign"), "{err}");
+        let err = refusal("KX_TARGET_SDIV", &|r| r.save = None);
+        assert!(err.contains("nothing to save"), "{err}");
+        let err = refusal("KX_TARGET_DIV", &|r| {
+            r.consumers = FlagSet::from_rflags(0x40); // ZF
+        });
+        assert!(
+            err.contains("kx_target_div+0x9") && err.contains("flags"),
+            "{err}"
+        );
+    }
+
+    /// The division arithmetic of bpf/sie.h (`kx_divide`), compiled for the host, against
+    /// the hardware's division (Rust's `/`) and 128-bit products, for every divisor up to
+    /// 3000 of each sequence and some large ones, over edge and pseudo-random dividends.
+    #[test]
+    fn the_programs_division_arithmetic_divides_exactly() {
+        use std::fmt::Write as _;
+        use std::process::Command;
+
+        let dir = tempfile::tempdir().unwrap();
+        let harness = dir.path().join("divide.c");
+        std::fs::write(
+            &harness,
+            "typedef unsigned char __u8;\n\
+             typedef unsigned int __u32;\n\
+             typedef unsigned long long __u64;\n\
+             typedef int __s32;\n\
+             typedef long long __s64;\n\
+             #include <stdio.h>\n\
+             #include \"sie.h\"\n\
+             int main(void)\n\
+             {\n\
+             \t__u64 form, x, m, s;\n\
+             \twhile (scanf(\"%llu %llu %llu %llu\", &form, &x, &m, &s) == 4) {\n\
+             \t\tstruct kx_quotient r = kx_divide(form, x, m, s);\n\
+             \t\tprintf(\"%llu %llu %llu %llu\\n\", r.q, r.temp, r.lo, r.hi);\n\
+             \t}\n\
+             \treturn 0;\n\
+             }\n",
+        )
+        .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let binary = dir.path().join("divide");
+        let clang = std::env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+        let output = Command::new(&clang)
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&binary)
+            .arg(format!("-I{}", root.join("bpf").display()))
+            .arg(format!("-I{}", root.join("kmod/include").display()))
+            .arg(&harness)
+            .output()
+            .unwrap_or_else(|e| panic!("running {clang:?} (the BPF build needs it too): {e}"));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        // (form, x, m, s) and what the sequence must leave: (q, temp, lo, hi).
+        let mut cases: Vec<([u64; 4], [u64; 4])> = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            seed ^ (seed >> 29)
+        };
+        let mut divisors: Vec<u64> = (2..3000).collect();
+        divisors.extend((0..300).map(|i| (random() >> (i % 40)) | 3));
+        for &d in &divisors {
+            let mut xs: Vec<u64> = vec![0, 1, d - 1, d, d + 1, u64::MAX, 1 << 63, 1 << 32];
+            xs.extend([u32::MAX, 1 << 31, (1 << 31) - 1].map(u64::from));
+            xs.extend((0..12).map(|_| random()));
+            let d_i64 = i64::try_from(d).unwrap_or(i64::MAX);
+            for form in [
+                MagicForm::Mul { shifted: true },
+                MagicForm::Mul { shifted: false },
+            ] {
+                let Ok((m, s)) = check_form(d_i64, Width::W64, form) else {
+                    continue;
+                };
+                for &x in &xs {
+                    let product = u128::from(x) * u128::from(m);
+                    let expected = [x / d, 0, product as u64, (product >> 64) as u64];
+                    cases.push(([abi::DivideForm::Mul as u64, x, m, s.into()], expected));
+                }
+            }
+            for (form, kx_form) in [
+                (MagicForm::ImulImmediate, abi::DivideForm::Imul),
+                (MagicForm::ImulRegister, abi::DivideForm::ImulReg),
+            ] {
+                let Ok((m, s)) = check_form(d_i64, Width::W32, form) else {
+                    continue;
+                };
+                let temp = if kx_form == abi::DivideForm::ImulReg {
+                    m
+                } else {
+                    0
+                };
+                for x in xs.iter().map(|&x| x & 0xffff_ffff) {
+                    cases.push(([kx_form as u64, x, m, s.into()], [x / d, temp, 0, 0]));
+                }
+            }
+            for (into_high, kx_form) in [
+                (false, abi::DivideForm::ImulAdd),
+                (true, abi::DivideForm::ImulAddHigh),
+            ] {
+                let form = MagicForm::ImulImmediateAdd { into_high };
+                let Ok((m, s)) = check_form(d_i64, Width::W32, form) else {
+                    continue;
+                };
+                for x in xs.iter().map(|&x| x & 0xffff_ffff) {
+                    // The high half of x * (2^32 + m), less x; and the halved difference.
+                    let high = ((u128::from(x) * (u128::from(m) + (1 << 32))) >> 32) as u64 - x;
+                    let temp = if into_high { (x - high) >> 1 } else { high };
+                    cases.push(([kx_form as u64, x, m, s.into()], [x / d, temp, 0, 0]));
+                }
+            }
+            if let Ok((m, s)) = check_form(d_i64, Width::W32, MagicForm::SignedImulAdd) {
+                for &x in &xs {
+                    // Only the low 32 bits are the dividend.
+                    let x32 = x as u32 as i32;
+                    let q = u64::from((x32 / d as i32) as u32);
+                    let sign = u64::from((x32 >> 31) as u32);
+                    let form = abi::DivideForm::SignedAdd as u64;
+                    cases.push(([form, x, m, s.into()], [q, sign, 0, 0]));
+                }
+            }
+        }
+        let input = cases.iter().fold(String::new(), |mut text, (args, _)| {
+            let [form, x, m, s] = args;
+            let _ = writeln!(text, "{form} {x} {m} {s}");
+            text
+        });
+        let input_path = dir.path().join("cases");
+        std::fs::write(&input_path, input).unwrap();
+        let output = Command::new(&binary)
+            .stdin(std::fs::File::open(&input_path).unwrap())
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let text = String::from_utf8(output.stdout).unwrap();
+        let results: Vec<&str> = text.lines().collect();
+        assert_eq!(results.len(), cases.len());
+        for ((args, expected), line) in cases.iter().zip(results) {
+            let got: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+            assert_eq!(got, expected, "kx_divide{args:?}");
+        }
+        // Every sequence was exercised, on many divisors.
+        for form in 0..6u64 {
+            let n = cases.iter().filter(|(args, _)| args[0] == form).count();
+            assert!(n > 5_000, "form {form}: {n} cases");
+        }
     }
 
     #[test]
