@@ -245,6 +245,18 @@ impl SieRuntime {
         session.dropped = session.read_trace(abi::TRACE_DROPPED)?;
         Ok(session)
     }
+
+    /// How long the program still writes `tunable`'s events without a renewal of the lease;
+    /// `None` when it writes none.
+    pub fn trace_lease(&self, tunable: &str) -> Result<Option<Duration>, SieError> {
+        let dir = self.dir(tunable)?;
+        let map = loader::open_pinned(tunable, &dir, loader::TRACE_PIN, abi::TRACE_VALUE_SIZE)?;
+        let until = read_u64(tunable, &map, abi::TRACE_UNTIL)?;
+        Ok(until
+            .checked_sub(monotonic_ns())
+            .filter(|&left| left > 0)
+            .map(Duration::from_nanos))
+    }
 }
 
 impl TraceSession {
@@ -321,17 +333,7 @@ impl TraceSession {
     }
 
     fn read_trace(&self, index: u32) -> Result<u64, SieError> {
-        let bytes = self
-            .trace
-            .lookup(&index.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| map_error(&self.tunable, "reading", loader::TRACE_MAP, source))?
-            .unwrap_or_default();
-        let bytes: [u8; 8] = bytes.try_into().map_err(|b: Vec<u8>| SieError::Layout {
-            map: loader::TRACE_MAP.to_owned(),
-            found: b.len() as u32,
-            expected: abi::TRACE_VALUE_SIZE,
-        })?;
-        Ok(u64::from_ne_bytes(bytes))
+        read_u64(&self.tunable, &self.trace, index)
     }
 
     fn write_trace(&self, index: u32, value: u64) -> Result<(), SieError> {
@@ -347,6 +349,20 @@ impl Drop for TraceSession {
         // lease runs out on its own.
         let _ = self.write_trace(abi::TRACE_UNTIL, 0);
     }
+}
+
+/// Entry `index` of `tunable`'s `kx_trace` map.
+fn read_u64(tunable: &str, map: &MapHandle, index: u32) -> Result<u64, SieError> {
+    let bytes = map
+        .lookup(&index.to_ne_bytes(), MapFlags::ANY)
+        .map_err(|source| map_error(tunable, "reading", loader::TRACE_MAP, source))?
+        .unwrap_or_default();
+    let bytes: [u8; 8] = bytes.try_into().map_err(|b: Vec<u8>| SieError::Layout {
+        map: loader::TRACE_MAP.to_owned(),
+        found: b.len() as u32,
+        expected: abi::TRACE_VALUE_SIZE,
+    })?;
+    Ok(u64::from_ne_bytes(bytes))
 }
 
 /// Whether a transition happened between two reads of `kx_control`.
