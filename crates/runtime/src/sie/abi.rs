@@ -705,7 +705,10 @@ mod tests {
         assert_eq!(c_value(SIE_H, "KX_EVENT_TRIGGER"), EVENT_TRIGGER);
         assert_eq!(c_value(SIE_H, "KX_EVENT_TASK_MOVE"), EVENT_TASK_MOVE);
         let ring = c_value(SIE_H, "KX_EVENTS_BYTES");
-        assert!(ring.is_power_of_two() && ring.is_multiple_of(4096), "{ring}");
+        assert!(
+            ring.is_power_of_two() && ring.is_multiple_of(4096),
+            "{ring}"
+        );
     }
 
     fn bytes_of(fields: &[u64]) -> Vec<u8> {

@@ -16,6 +16,9 @@
 //!   counters ([`SieRuntime::stats`]) and the transition state, and unloads
 //!   ([`SieRuntime::unload`], or [`SieRuntime::detach`] at once); the state lives in pinned
 //!   objects under `/sys/fs/bpf/kernelx/<tunable>/`, so any later process finds it.
+//! * [`TraceSession`] ([`SieRuntime::trace`]): a loaded tunable's triggers and per-task moves
+//!   from a ring buffer the program writes only while a session's lease runs, and its
+//!   transitions from `kx_control`.
 //!
 //! # Design
 //!

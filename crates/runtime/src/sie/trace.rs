@@ -275,6 +275,8 @@ impl TraceSession {
     /// order: the state at the first call, then triggers, task moves, transitions and lost
     /// events.
     pub fn poll(&mut self) -> Result<Vec<TraceEvent>, SieError> {
+        // Before the lease starts: the first state comes before every event.
+        let started = monotonic_ns();
         if self.renewed.is_none_or(|t| t.elapsed() >= LEASE / 4) {
             self.write_trace(abi::TRACE_UNTIL, monotonic_ns() + abi::TRACE_LEASE_NS)?;
             self.renewed = Some(Instant::now());
@@ -294,9 +296,8 @@ impl TraceSession {
             })?;
             events.push(event_of(&record, &control));
         }
-        let now = monotonic_ns();
         match &self.last {
-            None => events.push(TraceEvent::State(self.control_state(&control, now)?)),
+            None => events.push(TraceEvent::State(self.control_state(&control, started)?)),
             Some(last) if changed(last, &control) => {
                 let state = self.control_state(&control, control.started_ns)?;
                 events.push(TraceEvent::Transition(state));
@@ -307,7 +308,7 @@ impl TraceSession {
         let dropped = self.read_trace(abi::TRACE_DROPPED)?;
         if dropped > self.dropped {
             events.push(TraceEvent::Dropped {
-                ktime_ns: now,
+                ktime_ns: monotonic_ns(),
                 count: dropped - self.dropped,
             });
             self.dropped = dropped;
