@@ -118,7 +118,8 @@ pub enum TraceEvent {
     /// A task moved to another generation.
     TaskMove(TaskMove),
     /// The generations or the transition state changed (`ktime_ns`: when the transition
-    /// began).
+    /// began, or when the previous poll read `kx_control` if that was later, so that a change
+    /// seen late never comes before what was printed already).
     Transition(ControlState),
     /// The ring buffer was full: this many events were lost.
     Dropped {
@@ -155,6 +156,8 @@ pub struct TraceSession {
     ring: RingBuffer<'static>,
     records: Rc<RefCell<Vec<Result<EventRecord, usize>>>>,
     last: Option<Control>,
+    // When `last` was read (CLOCK_MONOTONIC, ns).
+    last_ns: u64,
     dropped: u64,
     renewed: Option<Instant>,
 }
@@ -239,6 +242,7 @@ impl SieRuntime {
             ring,
             records,
             last: None,
+            last_ns: 0,
             dropped: 0,
             renewed: None,
         };
@@ -287,6 +291,7 @@ impl TraceSession {
         let records = std::mem::take(&mut *self.records.borrow_mut());
         // Read after the events: every generation they used is at most its target.
         let control = self.pinned.control()?;
+        let read_ns = monotonic_ns();
         let mut events = Vec::with_capacity(records.len() + 2);
         for record in records {
             let record = record.map_err(|found| SieError::Layout {
@@ -299,12 +304,13 @@ impl TraceSession {
         match &self.last {
             None => events.push(TraceEvent::State(self.control_state(&control, started)?)),
             Some(last) if changed(last, &control) => {
-                let state = self.control_state(&control, control.started_ns)?;
+                let state = self.control_state(&control, control.started_ns.max(self.last_ns))?;
                 events.push(TraceEvent::Transition(state));
             }
             Some(_) => {}
         }
         self.last = Some(control);
+        self.last_ns = read_ns;
         let dropped = self.read_trace(abi::TRACE_DROPPED)?;
         if dropped > self.dropped {
             events.push(TraceEvent::Dropped {
