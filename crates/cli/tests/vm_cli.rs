@@ -1,7 +1,8 @@
 //! The `kernelx` commands in the lab VM (`cargo xtask lab test`; ignored on the host): load,
 //! set, get, status and unload of `PIPE_DEF_BUFFERS` with the golden fs plan, seen through
-//! F_GETPIPE_SZ of new pipes; refusals that change nothing; the state lock; and the cleanup
-//! after a `kernelx load` killed with SIGKILL.
+//! F_GETPIPE_SZ of new pipes; refusals that change nothing; the state lock; the cleanup after
+//! a `kernelx load` killed with SIGKILL; `kernelx trace` (events, transitions, its lease) and
+//! `kernelx clean`.
 //!
 //! Needs `kmod/build/kernelx.ko` (the lab builds it before the boot; `KERNELX_MODULE` names
 //! it), root, bpffs and debugfs. The tests share the kernel: run them one at a time (the lab
