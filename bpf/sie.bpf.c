@@ -65,9 +65,14 @@ static long (*bpf_get_task_stack)(struct task_struct *task, void *buf,
 static __u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)174;
 static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
 			__u64 flags) = (void *)181;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size,
+				    __u64 flags) = (void *)131;
+static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
 
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_MAP_TYPE_TASK_STORAGE 29
 #define BPF_F_NO_PREALLOC 1
 #define BPF_LOCAL_STORAGE_GET_F_CREATE 1
@@ -168,6 +173,93 @@ struct {
 	__type(key, int);
 	__type(value, struct kx_saved);
 } kx_saved SEC(".maps");
+
+/* What `kernelx trace` reads: struct kx_trigger_event and struct kx_move_event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, KX_EVENTS_BYTES);
+} kx_events SEC(".maps");
+
+/* The trace lease and the dropped-event count (sie.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KX_TRACE_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} kx_trace SEC(".maps");
+
+/*
+ * Room for a @size-byte event while a trace session's lease runs (the time in
+ * @now), else NULL; a full ring buffer counts a dropped event.
+ */
+static __always_inline void *event_reserve(__u64 size, __u64 *now)
+{
+	__u32 key = KX_TRACE_UNTIL;
+	__u64 *until, *dropped;
+	void *e;
+
+	until = bpf_map_lookup_elem(&kx_trace, &key);
+	if (!until || !*until)
+		return 0;
+	*now = bpf_ktime_get_ns();
+	if (*now >= *until)
+		return 0;
+	e = bpf_ringbuf_reserve(&kx_events, size, 0);
+	if (!e) {
+		key = KX_TRACE_DROPPED;
+		dropped = bpf_map_lookup_elem(&kx_trace, &key);
+		if (dropped)
+			__sync_fetch_and_add(dropped, 1);
+	}
+	return e;
+}
+
+/*
+ * Traces a trigger of the current task. Global functions (here and below):
+ * the verifier checks each once, and a trigger not traced pays one call, one
+ * lookup and a compare.
+ */
+__attribute__((noinline)) int kx_emit_trigger(__u64 probe, __u64 gen,
+					      __u64 action, __u64 skipped,
+					      __s64 result)
+{
+	struct kx_trigger_event *e;
+	__u64 now = 0;
+
+	e = event_reserve(sizeof(*e), &now);
+	if (!e)
+		return 0;
+	e->type = KX_EVENT_TRIGGER;
+	e->ktime_ns = now;
+	e->pid_tgid = bpf_get_current_pid_tgid();
+	e->probe = probe;
+	e->gen = gen;
+	e->action = action;
+	e->skipped = skipped;
+	e->result = result;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Traces the move of task @pid from generation @from to @to. */
+__attribute__((noinline)) int kx_emit_move(__u64 pid, __u64 from, __u64 to,
+					   __u64 sweep)
+{
+	struct kx_move_event *e;
+	__u64 now = 0;
+
+	e = event_reserve(sizeof(*e), &now);
+	if (!e)
+		return 0;
+	e->type = KX_EVENT_TASK_MOVE;
+	e->ktime_ns = now;
+	e->pid = pid;
+	e->from_gen = from;
+	e->to_gen = to;
+	e->sweep = sweep;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
 
 /*
  * The general-purpose registers in hardware order (enum kernelx_reg). The
@@ -682,7 +774,7 @@ static __always_inline __u64 task_gen(struct pt_regs *ctx,
 				      struct kx_control *control,
 				      struct kx_probe *p)
 {
-	__u64 target = control->target_gen, gen = control->stable_gen;
+	__u64 target = control->target_gen, gen = control->stable_gen, from;
 	struct kx_task_gen *t;
 
 	if (gen == target)
@@ -693,8 +785,11 @@ static __always_inline __u64 task_gen(struct pt_regs *ctx,
 		return gen;
 	if (t->gen > gen)
 		gen = t->gen;
-	if (gen != target && !current_inside(ctx, control, p))
+	from = gen;
+	if (gen != target && !current_inside(ctx, control, p)) {
 		gen = target;
+		kx_emit_move((__u32)bpf_get_current_pid_tgid(), from, gen, 0);
+	}
 	t->gen = gen;
 	return gen;
 }
@@ -730,8 +825,9 @@ int kx_sie(struct pt_regs *ctx)
 	struct kx_probe_stats *stats;
 	struct kx_control *control;
 	struct kx_probe *p;
-	__u32 index = 0;
-	int err;
+	__u32 index = 0, slot;
+	__u64 gen, skipped = 0;
+	int err = 0;
 
 	/* Cookie 0 (attached without one) and foreign cookies do nothing. */
 	if (cookie < KX_COOKIE_BASE || cookie >= KX_COOKIE_BASE + KX_MAX_PROBES)
@@ -745,27 +841,29 @@ int kx_sie(struct pt_regs *ctx)
 	if (!stats)
 		return 0;
 	__sync_fetch_and_add(&stats->hits, 1);
-	index += (kx_current_gen(ctx, index) % KX_SLOTS) * KX_MAX_PROBES;
-	p = bpf_map_lookup_elem(&kx_probes, &index);
-	if (!p || p->action == KX_ACT_NONE)
+	gen = kx_current_gen(ctx, index);
+	slot = index + (gen % KX_SLOTS) * KX_MAX_PROBES;
+	p = bpf_map_lookup_elem(&kx_probes, &slot);
+	if (!p)
 		return 0;
 
-	if (p->action == KX_ACT_MARK) {
+	if (p->action == KX_ACT_NONE) {
+		/* This generation is the compiled value: nothing to do. */
+	} else if (p->action == KX_ACT_MARK) {
 		mark_entered(p->mark);
-		return 0;
-	}
-	if (p->action == KX_ACT_SAVE_REG) {
+	} else if (p->action == KX_ACT_SAVE_REG) {
 		save_entered(ctx, p);
-		return 0;
+	} else if (p->mark != KX_NO_MARK && !take_entered(p->mark)) {
+		/* A post-probe at a join point: only paths through the span get the update. */
+		skipped = 1;
+	} else {
+		err = apply(ctx, p);
+		if (err) {
+			__sync_fetch_and_add(&stats->errors, 1);
+			stats->last_error = err;
+		}
 	}
-	/* A post-probe at a join point: only paths through the span get the update. */
-	if (p->mark != KX_NO_MARK && !take_entered(p->mark))
-		return 0;
-	err = apply(ctx, p);
-	if (err) {
-		__sync_fetch_and_add(&stats->errors, 1);
-		stats->last_error = err;
-	}
+	kx_emit_trigger(index, gen, p->action, skipped, err);
 	return 0;
 }
 
@@ -816,6 +914,7 @@ int kx_sweep(struct bpf_iter__task *ctx)
 	bytes = bpf_get_task_stack(task, f, sizeof(*f), 0);
 	if (bytes > 0) {
 		if (!frame_inside(bytes, KX_NO_SPAN, control->ranges, &inside.addr)) {
+			kx_emit_move(task->pid, t->gen > gen ? t->gen : gen, target, 1);
 			t->gen = target;
 			return 0;
 		}

@@ -139,6 +139,48 @@ struct kx_control {
 	__u64 slot_compiled[KX_SLOTS];	/* the slot does nothing: V is compiled in */
 };
 
+/*
+ * Tracing (`kernelx trace`). kx_trace[KX_TRACE_UNTIL] is a lease: while
+ * bpf_ktime_get_ns() (CLOCK_MONOTONIC) is below it, triggers and task moves
+ * are written to the kx_events ring buffer; 0 or a past time: nothing is. The
+ * one trace session of a tunable renews it and clears it when it ends, so a
+ * killed session stops the events within KX_TRACE_LEASE_NS.
+ * kx_trace[KX_TRACE_DROPPED] counts the events a full ring buffer refused.
+ */
+#define KX_TRACE_UNTIL 0
+#define KX_TRACE_DROPPED 1
+#define KX_TRACE_ENTRIES 2
+#define KX_TRACE_LEASE_NS 2000000000
+/* Bytes of kx_events (a power-of-2 number of pages). */
+#define KX_EVENTS_BYTES 262144
+
+enum kx_event_type {
+	KX_EVENT_TRIGGER = 1,
+	KX_EVENT_TASK_MOVE = 2,
+};
+
+/* A probe ran (armed). Every field is 64 bits wide: no padding to mirror. */
+struct kx_trigger_event {
+	__u64 type;	/* KX_EVENT_TRIGGER */
+	__u64 ktime_ns;	/* bpf_ktime_get_ns() */
+	__u64 pid_tgid;	/* tgid << 32 | thread id */
+	__u64 probe;	/* the probe's index */
+	__u64 gen;	/* the generation it used */
+	__u64 action;	/* enum kx_action of that generation's entry */
+	__u64 skipped;	/* a post-probe reached without its pre-probe: left alone */
+	__s64 result;	/* 0, or the update's negative errno */
+};
+
+/* Per-task mode: a task moved to another generation. */
+struct kx_move_event {
+	__u64 type;	/* KX_EVENT_TASK_MOVE */
+	__u64 ktime_ns;
+	__u64 pid;	/* the task's thread id */
+	__u64 from_gen;
+	__u64 to_gen;
+	__u64 sweep;	/* moved by a sweep (1) or at its own trigger (0) */
+};
+
 /* One address range of a safe span: [start, end). */
 struct kx_span_range {
 	__u64 start;

@@ -169,11 +169,27 @@ Examples:
   kernelx table delete pipe_def_buffers")]
     Table(TableArgs),
 
-    /// Stream live events of loaded tunables: probe hits, value changes, mode transitions.
+    /// Stream live events of loaded tunables: probe hits, task moves, transitions.
     #[command(after_help = "\
+One line per event until Ctrl-C, --duration or --count: each probe hit (time in seconds since
+the trace started, tunable, probe as function+offset, pid/tid, the generation and value it
+used, and what it did: applied, failed with an errno, marked, skipped, or idle at the built-in
+value), each per-task move of a task to another generation, each transition (a `set`, an
+`unload`, a per-task transition completing, a global one aborting), and events lost to a full
+ring buffer. Without TUNABLE it traces every loaded tunable, and those loaded while it runs.
+
+The probes write events only while a trace runs (a lease the trace renews; a killed trace's
+lease ends within 2 s), and each tunable has one trace at a time: a second one is refused.
+Needs root; reads the pins under /sys/fs/bpf/kernelx and the records in /run/kernelx, and does
+not take the state lock. --json prints one object per line: {\"event\": \"state\" |
+\"trigger\" | \"task-move\" | \"transition\" | \"dropped\" | \"unloaded\", \"time\",
+\"tunable\", ...}; a trigger has \"probe\", \"function\", \"offset\", \"site\", \"role\",
+\"pid\", \"tid\", \"generation\", \"setting\" and \"outcome\".
+
 Examples:
   kernelx trace
-  kernelx trace pipe_def_buffers --duration 10 --json")]
+  kernelx trace PIPE_DEF_BUFFERS --duration 10 --json
+  kernelx trace PIPE_DEF_BUFFERS --count 20")]
     Trace(TraceArgs),
 
     /// Write an X-tune policy stub (BPF C) for a tunable, to edit and load with --policy.
@@ -183,11 +199,25 @@ Examples:
   kernelx load pipe_def_buffers --policy pipe_policy.bpf.c")]
     Gen(GenArgs),
 
-    /// Remove build artefacts (scratch trees, variant objects) of tunables.
+    /// Remove what KernelX left behind that nothing uses: stale load records, build artefacts.
     #[command(after_help = "\
+Removes the load records in /run/kernelx/tunables of tunables that are not pinned (after a
+reboot, or pins removed by other means) and record writes a killed kernelx left half done.
+Never touches a loaded tunable: its pins and its record stay. A tunable pinned without a record
+(a load killed midway) is named and left attached: `kernelx unload --all` detaches it. Takes
+the state lock, as `kernelx load` does. Plans in the plan store stay (`kernelx table delete`
+removes one).
+
+--cache also empties the build cache ($KERNELX_CACHE, else $XDG_CACHE_HOME/kernelx, else
+~/.cache/kernelx) of its variant objects, memos, source overlays and scratch directories: the
+next `kernelx build` compiles again. The rest of that directory stays (e.g. the lab's
+downloads, the module `kernelx setup` built). Do not run it while a `kernelx build` runs. As a
+user without access to /run/kernelx, only the cache is cleaned.
+
 Examples:
-  kernelx clean pipe_def_buffers
-  kernelx clean --all")]
+  kernelx clean --dry-run
+  kernelx clean
+  kernelx clean --cache")]
     Clean(CleanArgs),
 
     /// Check that this host can run KernelX, and say what to fix.
@@ -465,12 +495,15 @@ pub enum TableCommand {
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Trace only this tunable.
+    /// Trace only these tunables (default: every loaded one).
     #[arg(value_name = "TUNABLE")]
-    pub tunable: Option<String>,
+    pub tunables: Vec<String>,
     /// Stop after S seconds (default: until interrupted).
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub duration: Option<Duration>,
+    /// Stop after N events (lines).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
     /// Print one JSON object per event.
     #[arg(long)]
     pub json: bool,
@@ -488,16 +521,13 @@ pub struct GenArgs {
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
-    /// The tunables to clean.
-    #[arg(
-        value_name = "TUNABLE",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
-    pub tunables: Vec<String>,
-    /// Clean every tunable's artefacts.
+    /// Also empty the build cache of its artefacts (variant objects, memos, overlays,
+    /// scratch).
     #[arg(long)]
-    pub all: bool,
+    pub cache: bool,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod build;
+mod clean;
 mod doctor;
 mod load;
 mod module;
@@ -10,6 +11,7 @@ mod progress;
 mod run;
 mod status;
 mod table;
+mod trace;
 mod transition;
 mod tune;
 mod unavailable;
@@ -83,6 +85,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Setup(args) => {
             module::setup(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clean(args) => {
+            clean::run(args, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trace(args) => {
+            trace::run(args, &mut io::stdout().lock(), &mut io::stderr().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Table(args) => {

@@ -7,7 +7,6 @@ use crate::args::{Command, LoadArgs, RunArgs};
 
 /// The parts of the project that bring the missing commands.
 const ANALYSIS: &str = "issue #3";
-const RUNTIME: &str = "issue #4";
 const POLICY: &str = "issue #5";
 
 /// A command that is not available yet, and why.
@@ -33,7 +32,6 @@ impl std::error::Error for NotAvailable {}
 
 /// What is missing for `command`; `None` for commands that work.
 pub fn not_available(command: &Command) -> Option<NotAvailable> {
-    let runtime = |what: &str| format!("{what} comes with the runtime ({RUNTIME})");
     let (name, reason) = match command {
         Command::Run(RunArgs {
             policy: Some(_), ..
@@ -41,17 +39,12 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
         Command::Load(LoadArgs {
             policy: Some(_), ..
         }) => ("load --policy".to_owned(), policy_reason()),
-        Command::Trace(_) => ("trace".to_owned(), runtime("tracing live events")),
         Command::Gen(_) => (
             "gen".to_owned(),
             format!(
                 "policy stubs come with X-tune policies ({POLICY}), and finding the tunable \
                  needs the analysis ({ANALYSIS})"
             ),
-        ),
-        Command::Clean(_) => (
-            "clean".to_owned(),
-            runtime("the build cache that `clean` empties"),
         ),
         Command::Doctor(_)
         | Command::Build(_)
@@ -62,7 +55,9 @@ pub fn not_available(command: &Command) -> Option<NotAvailable> {
         | Command::Get(_)
         | Command::Unload(_)
         | Command::Status(_)
-        | Command::Setup(_) => return None,
+        | Command::Setup(_)
+        | Command::Trace(_)
+        | Command::Clean(_) => return None,
     };
     Some(NotAvailable {
         command: name,

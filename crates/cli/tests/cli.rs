@@ -97,9 +97,7 @@ fn commands_not_available_yet_say_so_and_fail() {
             "load --policy",
             &["issue #5"],
         ),
-        (&["trace"], "trace", &["issue #4"]),
         (&["gen", "t", "-o", "t.bpf.c"], "gen", &["issue #5"]),
-        (&["clean", "--all"], "clean", &["issue #4"]),
     ];
     for (args, command, issues) in cases {
         let output = kernelx(args);
@@ -143,6 +141,40 @@ fn set_and_unload_follow_the_loaded_mode_and_immediate_takes_no_timeout() {
             && err.contains("nothing was changed"),
         "{err}"
     );
+}
+
+#[test]
+fn trace_names_a_tunable_that_is_not_loaded() {
+    let output = kernelx(&["trace", "NO_SUCH_TUNABLE", "--count", "1"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("tunable `NO_SUCH_TUNABLE` is not loaded") && err.contains("kernelx status"),
+        "{err}"
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn clean_cache_dry_run_lists_the_artefacts_and_removes_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let object = temp.path().join("objects/ab/abcd.o");
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, b"x").unwrap();
+    let output = kernelx_env(
+        &["clean", "--cache", "--dry-run"],
+        &[("KERNELX_CACHE", temp.path())],
+    );
+    let text = stdout(&output);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text.contains(&format!(
+            "would remove {} (1 files, ",
+            temp.path().join("objects").display()
+        )),
+        "{text}"
+    );
+    assert!(object.exists(), "--dry-run removed it");
 }
 
 #[test]
@@ -197,6 +229,27 @@ fn runtime_help_says_what_each_command_does_to_the_kernel() {
             ],
         ),
         (&["setup", "--help"], &["current_kprobe", "/lib/modules"]),
+        (
+            &["trace", "--help"],
+            &[
+                "--duration",
+                "--count <N>",
+                "function+offset",
+                "within 2 s",
+                "one trace at a time",
+                "\"task-move\"",
+            ],
+        ),
+        (
+            &["clean", "--help"],
+            &[
+                "--dry-run",
+                "--cache",
+                "Never touches a loaded tunable",
+                "kernelx unload --all",
+                "state lock",
+            ],
+        ),
     ] {
         let text = stdout(&kernelx(args));
         for needle in needles {
@@ -214,6 +267,9 @@ fn bad_arguments_are_usage_errors() {
         &["unload"][..],
         &["set", "t", "lots"],
         &["load", "p", "--mode", "later"],
+        &["trace", "--count", "0"],
+        &["trace", "--duration", "soon"],
+        &["clean", "PIPE_DEF_BUFFERS"],
     ] {
         let output = kernelx(args);
         assert_eq!(

@@ -1,7 +1,8 @@
 //! The `kernelx` commands in the lab VM (`cargo xtask lab test`; ignored on the host): load,
 //! set, get, status and unload of `PIPE_DEF_BUFFERS` with the golden fs plan, seen through
-//! F_GETPIPE_SZ of new pipes; refusals that change nothing; the state lock; and the cleanup
-//! after a `kernelx load` killed with SIGKILL.
+//! F_GETPIPE_SZ of new pipes; refusals that change nothing; the state lock; the cleanup after
+//! a `kernelx load` killed with SIGKILL; `kernelx trace` (events, transitions, its lease) and
+//! `kernelx clean`.
 //!
 //! Needs `kmod/build/kernelx.ko` (the lab builds it before the boot; `KERNELX_MODULE` names
 //! it), root, bpffs and debugfs. The tests share the kernel: run them one at a time (the lab
@@ -664,4 +665,241 @@ fn vm_cli_global_mode_switches_nobody_while_a_task_is_inside() {
     let f = target.enter_block(6);
     target.release();
     assert_eq!(f.join().unwrap(), 6 + BLOCK_V1, "after unload");
+}
+
+/// A running `kernelx trace --json`: its stdout lines, parsed, as they come.
+struct Trace {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Trace {
+    #[track_caller]
+    fn start(args: &[&str]) -> Trace {
+        let mut child = command(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting kernelx {args:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("(trace) {line}");
+                let json = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("a trace line is not JSON ({e}): {line}"));
+                if send.send(json).is_err() {
+                    break;
+                }
+            }
+        });
+        Trace { child, lines }
+    }
+
+    /// The first line (from now) for which `wanted` holds, calling `tick` between reads;
+    /// `None` after `limit`.
+    fn wait_for(
+        &self,
+        limit: Duration,
+        mut tick: impl FnMut(),
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            tick();
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if wanted(&line) => return Some(line),
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        None
+    }
+
+    /// Waits for the process to end by itself; its exit status.
+    fn exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        loop_until(limit, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long the probes of the tunable still write events without a renewal.
+#[track_caller]
+fn trace_lease() -> Option<Duration> {
+    kernelx_runtime::sie::SieRuntime::system()
+        .trace_lease(TUNABLE)
+        .expect("reading the trace lease")
+}
+
+fn is_event(line: &serde_json::Value, event: &str) -> bool {
+    line["event"] == event
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_trace_streams_triggers_moves_and_transitions() {
+    let _clean = Clean::start();
+    let plan = plan_path();
+    ok(&["load", &plan, "--value", "32"]);
+    assert_eq!(trace_lease(), None, "no trace: the probes write no events");
+
+    // --count: the trace ends by itself; its triggers name alloc_pipe_info and the value.
+    let mut trace = Trace::start(&["trace", TUNABLE, "--json", "--count", "12"]);
+    let state = trace
+        .wait_for(Duration::from_secs(60), || {}, |l| is_event(l, "state"))
+        .expect("the trace starts with the state");
+    assert_eq!(state["tunable"], TUNABLE);
+    assert_eq!(state["mode"], "immediate");
+    assert_eq!(
+        state["target"],
+        serde_json::json!({"kind": "value", "value": 32})
+    );
+    let mut lines = vec![state];
+    let ended = loop_until(Duration::from_secs(30), || {
+        drop(std::io::pipe());
+        trace.child.try_wait().unwrap().is_some()
+    });
+    assert!(ended, "--count 12 did not stop the trace");
+    // The reader thread ends at the end of the output.
+    lines.extend(trace.lines.iter());
+    assert_eq!(lines.len(), 12, "--count 12: {lines:#?}");
+    let ours = std::process::id();
+    let triggers: Vec<_> = lines.iter().filter(|l| is_event(l, "trigger")).collect();
+    assert!(
+        triggers
+            .iter()
+            .any(|t| t["pid"] == ours && t["role"] == "post" && t["outcome"]["kind"] == "applied"),
+        "no update applied in this process: {lines:#?}"
+    );
+    for t in &triggers {
+        assert_eq!(t["function"], "alloc_pipe_info", "{t:#}");
+        assert_eq!(t["generation"], 1, "{t:#}");
+        assert_eq!(t["setting"]["value"], 32, "{t:#}");
+        assert!(
+            ["applied", "marked"].contains(&t["outcome"]["kind"].as_str().unwrap_or("")),
+            "{t:#}"
+        );
+    }
+    assert_eq!(trace_lease(), None, "a trace that ended cleared its lease");
+
+    // One reader per tunable; a `set` shows as a transition; the new value in the triggers.
+    let trace = Trace::start(&["trace", "--json", "--duration", "60"]);
+    trace
+        .wait_for(Duration::from_secs(60), || {}, |l| is_event(l, "state"))
+        .expect("the trace of every tunable starts with the state");
+    let err = refused(&["trace", TUNABLE, "--duration", "1"]);
+    assert!(err.contains("traced by another `kernelx trace`"), "{err}");
+    assert!(trace_lease().is_some(), "a running trace holds the lease");
+    ok(&["set", TUNABLE, "64"]);
+    let transition = trace
+        .wait_for(
+            Duration::from_secs(10),
+            || {},
+            |l| is_event(l, "transition"),
+        )
+        .expect("the set shows as a transition");
+    assert_eq!(transition["target_gen"], 2, "{transition:#}");
+    assert_eq!(transition["target"]["value"], 64, "{transition:#}");
+    assert_eq!(transition["state"], "done", "{transition:#}");
+    trace
+        .wait_for(
+            Duration::from_secs(10),
+            || drop(std::io::pipe()),
+            |l| is_event(l, "trigger") && l["setting"]["value"] == 64 && l["generation"] == 2,
+        )
+        .expect("triggers use the new value");
+
+    // Killed: its lease runs out by itself.
+    drop(trace);
+    let left = trace_lease().expect("a killed trace's lease runs on for a moment");
+    assert!(left <= Duration::from_secs(2), "{left:?}");
+    std::thread::sleep(left + Duration::from_millis(100));
+    assert_eq!(trace_lease(), None, "the killed trace's lease ran out");
+
+    // Ctrl-C ends a trace cleanly and clears its lease at once; an unload shows.
+    let mut trace = Trace::start(&["trace", TUNABLE, "--json"]);
+    trace
+        .wait_for(Duration::from_secs(60), || {}, |l| is_event(l, "state"))
+        .expect("state");
+    // SAFETY: signals our own child.
+    assert_eq!(
+        unsafe { libc::kill(trace.child.id() as i32, libc::SIGINT) },
+        0
+    );
+    let status = trace
+        .exit(Duration::from_secs(10))
+        .expect("SIGINT ends the trace");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(trace_lease(), None, "Ctrl-C cleared the lease");
+    let trace = Trace::start(&["trace", "--json"]);
+    trace
+        .wait_for(Duration::from_secs(60), || {}, |l| is_event(l, "state"))
+        .expect("state");
+    ok(&["unload", TUNABLE]);
+    trace
+        .wait_for(Duration::from_secs(10), || {}, |l| is_event(l, "unloaded"))
+        .expect("the unload shows");
+    drop(trace);
+
+    // Per-task mode: tasks move to the new generation, by sweeps or at their triggers.
+    ok(&["load", &plan, "--value", "32", "--mode", "per-task"]);
+    let trace = Trace::start(&["trace", TUNABLE, "--json", "--duration", "60"]);
+    trace
+        .wait_for(Duration::from_secs(60), || {}, |l| is_event(l, "state"))
+        .expect("state");
+    ok(&["set", TUNABLE, "64"]);
+    let moved = trace
+        .wait_for(
+            Duration::from_secs(10),
+            || drop(std::io::pipe()),
+            |l| is_event(l, "task-move"),
+        )
+        .expect("a task moved");
+    assert_eq!(
+        (moved["from"].as_u64(), moved["to"].as_u64()),
+        (Some(1), Some(2)),
+        "{moved:#}"
+    );
+    assert_eq!(moved["setting"]["value"], 64, "{moved:#}");
+    drop(trace);
+    ok(&["unload", TUNABLE]);
+}
+
+#[test]
+#[ignore = "needs the lab VM: cargo xtask lab test"]
+fn vm_cli_clean_removes_stale_records_and_leaves_loaded_tunables() {
+    let _clean = Clean::start();
+    let plan = plan_path();
+    ok(&["load", &plan, "--value", "32"]);
+    let records = Path::new("/run/kernelx/tunables");
+    let record = records.join(format!("{TUNABLE}.json"));
+    fs::copy(&record, records.join("STALE.json")).unwrap();
+
+    let dry = ok(&["clean", "--dry-run"]);
+    assert_eq!(
+        dry,
+        "would remove the stale record of STALE (it is not pinned)\n"
+    );
+    assert!(records.join("STALE.json").exists(), "--dry-run");
+    let done = ok(&["clean"]);
+    assert_eq!(
+        done,
+        "removed the stale record of STALE (it is not pinned)\n"
+    );
+    assert!(!records.join("STALE.json").exists());
+    assert!(record.exists(), "the loaded tunable's record stays");
+    assert_eq!(ok(&["get", TUNABLE]).trim(), "32");
+    assert_eq!(new_pipe_size(), 32 * PAGE);
+    assert_eq!(ok(&["clean"]), "nothing to clean\n");
+    ok(&["unload", TUNABLE]);
 }

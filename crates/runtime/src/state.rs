@@ -175,6 +175,18 @@ impl StateDir {
         }
     }
 
+    /// Record writes a killed kernelx left half done (the temporary files [`StateDir::write`]
+    /// renames into place), sorted.
+    pub fn interrupted_writes(&self) -> Result<Vec<PathBuf>, StateError> {
+        let records = self.dir.join(RECORDS);
+        Ok(list_names(&records, |name| {
+            (name.starts_with('.') && name.ends_with(".json.new")).then(|| name.to_owned())
+        })?
+        .into_iter()
+        .map(|name| records.join(name))
+        .collect())
+    }
+
     /// The tunables that have a record, sorted.
     pub fn recorded(&self) -> Result<Vec<String>, StateError> {
         list_names(&self.dir.join(RECORDS), |name| {
@@ -388,6 +400,24 @@ mod tests {
         assert!(state.remove("T").unwrap());
         assert!(!state.remove("T").unwrap());
         assert_eq!(state.recorded().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn interrupted_writes_are_the_temporary_files_only() {
+        let temp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(temp.path());
+        assert!(
+            state.interrupted_writes().unwrap().is_empty(),
+            "no directory yet"
+        );
+        state.write(&record("T", 32)).unwrap();
+        let records = temp.path().join(RECORDS);
+        fs::write(records.join(".U.json.new"), "{").unwrap();
+        assert_eq!(
+            state.interrupted_writes().unwrap(),
+            [records.join(".U.json.new")]
+        );
+        assert_eq!(state.recorded().unwrap(), ["T"]);
     }
 
     #[test]

@@ -339,6 +339,87 @@ impl Inside {
     }
 }
 
+/// `KX_TRACE_UNTIL`: the index of the trace lease in `kx_trace`.
+pub(crate) const TRACE_UNTIL: u32 = 0;
+/// `KX_TRACE_DROPPED`: the index of the dropped-event count in `kx_trace`.
+pub(crate) const TRACE_DROPPED: u32 = 1;
+/// `KX_TRACE_LEASE_NS`: how long a trace session's lease runs without renewal.
+pub(crate) const TRACE_LEASE_NS: u64 = 2_000_000_000;
+/// `sizeof` a `kx_trace` value.
+pub(crate) const TRACE_VALUE_SIZE: usize = 8;
+/// `enum kx_event_type`.
+const EVENT_TRIGGER: u64 = 1;
+/// `enum kx_event_type`.
+const EVENT_TASK_MOVE: u64 = 2;
+/// `sizeof(struct kx_trigger_event)`.
+pub(crate) const TRIGGER_EVENT_SIZE: usize = 8 * 8;
+/// `sizeof(struct kx_move_event)`.
+pub(crate) const MOVE_EVENT_SIZE: usize = 6 * 8;
+
+/// `struct kx_trigger_event`, without its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TriggerRecord {
+    pub ktime_ns: u64,
+    pub pid_tgid: u64,
+    pub probe: u64,
+    pub generation: u64,
+    pub action: u64,
+    pub skipped: u64,
+    pub result: i64,
+}
+
+/// `struct kx_move_event`, without its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MoveRecord {
+    pub ktime_ns: u64,
+    pub pid: u64,
+    pub from_gen: u64,
+    pub to_gen: u64,
+    pub sweep: u64,
+}
+
+/// One record of the `kx_events` ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventRecord {
+    /// `KX_EVENT_TRIGGER`.
+    Trigger(TriggerRecord),
+    /// `KX_EVENT_TASK_MOVE`.
+    Move(MoveRecord),
+}
+
+impl EventRecord {
+    /// Reads one ring buffer record; `None` for an unknown type or a size that is not its
+    /// type's.
+    pub(crate) fn parse(bytes: &[u8]) -> Option<EventRecord> {
+        let kind = u64::from_ne_bytes(bytes.get(..8)?.try_into().ok()?);
+        match kind {
+            EVENT_TRIGGER => {
+                let f = u64_fields(bytes, TRIGGER_EVENT_SIZE)?;
+                Some(EventRecord::Trigger(TriggerRecord {
+                    ktime_ns: f[1],
+                    pid_tgid: f[2],
+                    probe: f[3],
+                    generation: f[4],
+                    action: f[5],
+                    skipped: f[6],
+                    result: f[7] as i64,
+                }))
+            }
+            EVENT_TASK_MOVE => {
+                let f = u64_fields(bytes, MOVE_EVENT_SIZE)?;
+                Some(EventRecord::Move(MoveRecord {
+                    ktime_ns: f[1],
+                    pid: f[2],
+                    from_gen: f[3],
+                    to_gen: f[4],
+                    sweep: f[5],
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The native-endian u64s of `bytes`, which must be `size` long.
 fn u64_fields(bytes: &[u8], size: usize) -> Option<Vec<u64>> {
     (bytes.len() == size).then_some(())?;
@@ -656,6 +737,79 @@ mod tests {
             ..rip
         };
         assert_eq!(pack_operand(&fs, Width::W8), None);
+    }
+
+    #[test]
+    fn trace_constants_match_the_header() {
+        assert_eq!(c_value(SIE_H, "KX_TRACE_UNTIL"), u64::from(TRACE_UNTIL));
+        assert_eq!(c_value(SIE_H, "KX_TRACE_DROPPED"), u64::from(TRACE_DROPPED));
+        assert_eq!(c_value(SIE_H, "KX_TRACE_ENTRIES"), 2);
+        assert_eq!(c_value(SIE_H, "KX_TRACE_LEASE_NS"), TRACE_LEASE_NS);
+        assert_eq!(c_value(SIE_H, "KX_EVENT_TRIGGER"), EVENT_TRIGGER);
+        assert_eq!(c_value(SIE_H, "KX_EVENT_TASK_MOVE"), EVENT_TASK_MOVE);
+        let ring = c_value(SIE_H, "KX_EVENTS_BYTES");
+        assert!(
+            ring.is_power_of_two() && ring.is_multiple_of(4096),
+            "{ring}"
+        );
+    }
+
+    fn bytes_of(fields: &[u64]) -> Vec<u8> {
+        fields.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn trigger_events_mirror_struct_kx_trigger_event() {
+        let fields = c_fields(SIE_H, "kx_trigger_event");
+        assert_eq!(
+            fields,
+            [
+                "type", "ktime_ns", "pid_tgid", "probe", "gen", "action", "skipped", "result"
+            ]
+        );
+        assert_eq!(TRIGGER_EVENT_SIZE, fields.len() * 8);
+        let bytes = bytes_of(&[1, 500, 7 << 32 | 9, 3, 4, 2, 0, (-14i64) as u64]);
+        assert_eq!(
+            EventRecord::parse(&bytes),
+            Some(EventRecord::Trigger(TriggerRecord {
+                ktime_ns: 500,
+                pid_tgid: 7 << 32 | 9,
+                probe: 3,
+                generation: 4,
+                action: 2,
+                skipped: 0,
+                result: -14,
+            }))
+        );
+        assert_eq!(EventRecord::parse(&bytes[..56]), None, "too short");
+    }
+
+    #[test]
+    fn move_events_mirror_struct_kx_move_event() {
+        let fields = c_fields(SIE_H, "kx_move_event");
+        assert_eq!(
+            fields,
+            ["type", "ktime_ns", "pid", "from_gen", "to_gen", "sweep"]
+        );
+        assert_eq!(MOVE_EVENT_SIZE, fields.len() * 8);
+        let bytes = bytes_of(&[2, 600, 42, 1, 2, 1]);
+        assert_eq!(
+            EventRecord::parse(&bytes),
+            Some(EventRecord::Move(MoveRecord {
+                ktime_ns: 600,
+                pid: 42,
+                from_gen: 1,
+                to_gen: 2,
+                sweep: 1,
+            }))
+        );
+        // A trigger's size with a move's type, an unknown type, nothing.
+        assert_eq!(
+            EventRecord::parse(&bytes_of(&[2, 0, 0, 0, 0, 0, 0, 0])),
+            None
+        );
+        assert_eq!(EventRecord::parse(&bytes_of(&[9, 0, 0, 0, 0, 0])), None);
+        assert_eq!(EventRecord::parse(&[]), None);
     }
 
     #[test]

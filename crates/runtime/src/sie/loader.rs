@@ -7,6 +7,8 @@
 //! * `control`: the `kx_control` map: armed, mode, generations, the transitions' record;
 //! * `ranges`: the `kx_ranges` map, the safe spans' addresses;
 //! * `sweep`: the task iterator link of `kx_sweep` (reading it runs a per-task sweep);
+//! * `events`: the `kx_events` ring buffer, triggers and task moves while a trace runs;
+//! * `trace`: the `kx_trace` map, the trace lease and the count of dropped events;
 //! * `link-NNN`: the kprobe link of probe NNN (its index, cookie NNN + 1).
 //!
 //! The links hold the program and the program holds its maps, so the pins are all that keeps
@@ -38,6 +40,10 @@ pub(super) const PROBES_MAP: &str = "kx_probes";
 pub(super) const STATS_MAP: &str = "kx_stats";
 pub(super) const CONTROL_MAP: &str = "kx_control";
 pub(super) const RANGES_MAP: &str = "kx_ranges";
+pub(super) const EVENTS_MAP: &str = "kx_events";
+pub(super) const TRACE_MAP: &str = "kx_trace";
+pub(super) const EVENTS_PIN: &str = "events";
+pub(super) const TRACE_PIN: &str = "trace";
 const SWEEP_PROGRAM: &str = "kx_sweep";
 pub(super) const SWEEP_PIN: &str = "sweep";
 
@@ -235,6 +241,7 @@ impl SieRuntime {
         map_of(tunable, &object, STATS_MAP, PROBE_STATS_SIZE)?;
         let control = map_of(tunable, &object, CONTROL_MAP, abi::CONTROL_SIZE)?;
         let ranges_map = map_of(tunable, &object, RANGES_MAP, abi::SPAN_RANGE_SIZE)?;
+        map_of(tunable, &object, TRACE_MAP, abi::TRACE_VALUE_SIZE)?;
         write_entries(tunable, &probes, 0, &program.compiled_entries())?;
         for (index, range) in ranges.iter().enumerate() {
             ranges_map
@@ -584,6 +591,8 @@ fn pin_all(
         (STATS_MAP, "stats"),
         (CONTROL_MAP, "control"),
         (RANGES_MAP, "ranges"),
+        (EVENTS_MAP, EVENTS_PIN),
+        (TRACE_MAP, TRACE_PIN),
     ] {
         let path = dir.join(pin);
         let mut map = object

@@ -16,6 +16,9 @@
 //!   counters ([`SieRuntime::stats`]) and the transition state, and unloads
 //!   ([`SieRuntime::unload`], or [`SieRuntime::detach`] at once); the state lives in pinned
 //!   objects under `/sys/fs/bpf/kernelx/<tunable>/`, so any later process finds it.
+//! * [`TraceSession`] ([`SieRuntime::trace`]): a loaded tunable's triggers and per-task moves
+//!   from a ring buffer the program writes only while a session's lease runs, and its
+//!   transitions from `kx_control`.
 //!
 //! # Design
 //!
@@ -95,6 +98,7 @@ mod loader;
 mod program;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+mod trace;
 mod transition;
 
 use std::io;
@@ -107,6 +111,9 @@ pub use loader::{
     DEFAULT_PIN_ROOT, LoadRequest, LoadTimings, Loaded, ProbeTarget, SieRuntime, SpanAddress,
 };
 pub use program::{Probe, ProbeRole, ProgramSpan, SieProgram};
+pub use trace::{
+    ControlState, LEASE as TRACE_LEASE, TaskMove, TraceEvent, TraceSession, Trigger, TriggerOutcome,
+};
 pub use transition::{
     Outcome, Setting, TaskInside, Transition, TransitionState, TransitionStateCode,
 };
@@ -352,6 +359,24 @@ pub enum SieError {
         tunable: String,
         /// What is wrong.
         what: String,
+    },
+    /// Another trace session reads the tunable's events.
+    #[error(
+        "tunable '{tunable}' is traced by another `kernelx trace` already (its events have one \
+         reader): stop that one, or trace other tunables"
+    )]
+    TraceBusy {
+        /// The tunable.
+        tunable: String,
+    },
+    /// The tunable was loaded without the trace ring buffer.
+    #[error(
+        "tunable '{tunable}' was loaded by a kernelx without tracing (no events pinned): \
+         `kernelx unload {tunable}` and load it again to trace it"
+    )]
+    NotTraceable {
+        /// The tunable.
+        tunable: String,
     },
     /// A file operation on the pin directory failed.
     #[error("tunable '{tunable}': {action} {}: {source}", path.display())]

@@ -286,7 +286,7 @@ pub(super) fn mode_code(mode: Mode) -> u64 {
     }) as u64
 }
 
-fn slot_setting(control: &Control, generation: u64) -> Setting {
+pub(super) fn slot_setting(control: &Control, generation: u64) -> Setting {
     let slot = (generation % abi::SLOTS) as usize;
     if control.slot_compiled[slot] != 0 {
         Setting::Compiled
