@@ -145,21 +145,12 @@ fn usage(dir: &Path) -> io::Result<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use kernelx_plan::Plan;
-    use kernelx_runtime::state::{LoadRecord, Mode};
+    use kernelx_runtime::state::LoadRecord;
 
     use super::*;
 
     fn record(name: &str) -> LoadRecord {
-        let text = include_str!("../../analyze/testdata/golden/pipe_def_buffers_fs.plan.json");
-        let mut plan: Plan = serde_json::from_str(text).unwrap();
-        plan.tunables[0].name = name.to_owned();
-        LoadRecord {
-            plan,
-            mode: Mode::Immediate,
-            value: 32,
-            addresses: vec![0xffff_ffff_8100_0000],
-        }
+        kernelx_runtime::state::testing::pipe_record(name, 32)
     }
 
     fn text(out: Vec<u8>) -> String {

@@ -365,15 +365,15 @@ fn tunable_status(
     Ok(status)
 }
 
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::MetadataExt as _;
-
+/// Test support (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
     use super::*;
 
-    fn record(name: &str, value: i64) -> LoadRecord {
+    /// A load record of the golden `PIPE_DEF_BUFFERS` plan, renamed `name`, at `value`.
+    pub fn pipe_record(name: &str, value: i64) -> LoadRecord {
         let text = include_str!("../../analyze/testdata/golden/pipe_def_buffers_fs.plan.json");
-        let mut plan: Plan = serde_json::from_str(text).unwrap();
+        let mut plan: Plan = serde_json::from_str(text).expect("the golden plan parses");
         plan.tunables[0].name = name.to_owned();
         LoadRecord {
             plan,
@@ -381,6 +381,17 @@ mod tests {
             value,
             addresses: vec![0xffff_ffff_8100_0000],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    fn record(name: &str, value: i64) -> LoadRecord {
+        testing::pipe_record(name, value)
     }
 
     #[test]
