@@ -416,16 +416,23 @@ impl SieRuntime {
             });
         }
         // A load interrupted before pinning `control` never armed its probes.
+        let mut global = None;
         if dir.join("control").exists() {
             let pinned = self.pinned(tunable)?;
             let mut control = pinned.control()?;
             control.armed = 0;
             pinned.write_control(&control)?;
             if control.mode == abi::ModeCode::Global as u64 {
-                super::global_mode::forget(&pinned, &control)?;
+                global = Some((pinned, control));
             }
         }
-        remove_pins(tunable, &dir)
+        remove_pins(tunable, &dir)?;
+        // The module's record of a global tunable goes last: failing to drop it must not
+        // keep the probes attached.
+        match global {
+            Some((pinned, control)) => super::global_mode::forget(&pinned, &control),
+            None => Ok(()),
+        }
     }
 
     fn pinned(&self, tunable: &str) -> Result<Pinned, SieError> {
