@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use kernelx_runtime::host::HostView;
 use kernelx_runtime::kprobes::Kprobes;
-use kernelx_runtime::lock::StateLock;
 use kernelx_runtime::sie::{ProbeRole, SieRuntime, TransitionStateCode};
 use kernelx_runtime::state::{self, StateDir, TunableStatus};
 
@@ -16,10 +15,8 @@ use crate::args::StatusArgs;
 
 /// Runs `kernelx status`.
 pub fn run(args: &StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    // With the lock (when no other kernelx holds it), a per-task transition found complete
-    // is recorded done; without, status only looks.
-    let lock = StateLock::acquire(StateDir::system().dir()).ok();
-    let statuses = read(args.tunable.as_deref(), lock.is_some())?;
+    // Without the state lock: status only looks, and never makes a concurrent `set` fail.
+    let statuses = read(args.tunable.as_deref(), false)?;
     if args.json {
         write_json(&statuses, out)
     } else if statuses.is_empty() {

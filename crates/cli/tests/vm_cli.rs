@@ -656,6 +656,32 @@ fn vm_cli_global_mode_switches_nobody_while_a_task_is_inside() {
     let status = block_status();
     assert_eq!(status["value"], BLOCK_NEW, "{status:#}");
     assert_eq!(status["transition"]["state"], "aborted", "{status:#}");
+
+    // An unload killed while it waits for D: status (which never takes the lock) shows it
+    // pending; the next unload asks the module how it ended (nothing was activated), settles
+    // it, and tries again: aborted, V' stays.
+    let mut waiting = command(&["unload", BLOCK_TUNABLE, "--timeout", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning kernelx unload");
+    assert!(
+        loop_until(
+            Duration::from_secs(120),
+            || block_status()["transition"]["state"] == "pending"
+        ),
+        "the unload never started its transition"
+    );
+    waiting.kill().expect("killing kernelx unload");
+    waiting.wait().expect("reaping kernelx unload");
+    let status = block_status();
+    assert_eq!(status["transition"]["state"], "pending", "{status:#}");
+    let err = refused(&["unload", BLOCK_TUNABLE, "--timeout", "1"]);
+    assert!(err.contains("aborted"), "{err}");
+    let status = block_status();
+    assert_eq!(status["transition"]["state"], "aborted", "{status:#}");
+    assert_eq!(status["value"], BLOCK_NEW, "{status:#}");
+
     let e = target.enter_block(5);
     target.release();
     assert_eq!(d.join().unwrap(), 4 + BLOCK_NEW);

@@ -72,6 +72,28 @@ pub(super) fn commit(
     }
 }
 
+/// The generation the module has active for the tunable.
+pub(super) fn active(pinned: &Pinned, control: &Control) -> Result<u64, SieError> {
+    let tunable = pinned.tunable();
+    GlobalControl::open()
+        .and_then(|module| module.active(control.key))
+        .map_err(|source| global_error(tunable, source))
+}
+
+/// Settles a global transition whose kernelx was killed while it committed: done if the
+/// module activated the target generation, else aborted with the target back at the active one.
+pub(super) fn recover(pinned: &Pinned, mut control: Control) -> Result<(), SieError> {
+    if active(pinned, &control)? == control.target_gen {
+        control.stable_gen = control.target_gen;
+        control.transition = TransitionCode::Done as u64;
+    } else {
+        control.target_gen = control.stable_gen;
+        control.transition = TransitionCode::Aborted as u64;
+    }
+    control.latency_ns = monotonic_ns().saturating_sub(control.started_ns);
+    pinned.write_control(&control)
+}
+
 /// Makes the module forget the tunable (its generations start from 0 for the next user of the
 /// key).
 pub(super) fn forget(pinned: &Pinned, control: &Control) -> Result<(), SieError> {

@@ -405,10 +405,18 @@ fn await_tasks(
 /// transition is pending).
 pub(super) fn sweep_pending(pinned: &Pinned, record: bool) -> Result<Vec<TaskInside>, SieError> {
     let control = pinned.control()?;
-    if control.transition != TransitionCode::Pending as u64
-        || mode_of(&pinned.tunable, &control)? != Mode::PerTask
-    {
+    if control.transition != TransitionCode::Pending as u64 {
         return Ok(Vec::new());
+    }
+    match mode_of(&pinned.tunable, &control)? {
+        Mode::PerTask => {}
+        // A global transition is pending only while a commit runs under the lock; found so by
+        // a lock holder, the kernelx that ran it was killed: the module knows how it ended.
+        Mode::Global if record => {
+            super::global_mode::recover(pinned, control)?;
+            return Ok(Vec::new());
+        }
+        Mode::Global | Mode::Immediate => return Ok(Vec::new()),
     }
     let inside = pinned.sweep()?;
     if inside.is_empty() && record {
@@ -423,18 +431,34 @@ pub(super) fn sweep_pending(pinned: &Pinned, record: bool) -> Result<Vec<TaskIns
     Ok(inside)
 }
 
-/// The tunable's transition state; a pending per-task transition is swept once (and recorded
-/// done when it is and `record`).
+/// The tunable's transition state. A pending per-task transition is swept once; with `record`
+/// (the caller holds the state lock) a finished transition is recorded done (or a global one
+/// whose kernelx was killed settled from the module). Without, nothing is written: a per-task
+/// transition whose sweep finds nobody behind, or a global one the module has activated,
+/// reads as done, its latency measured now.
 pub(super) fn state(pinned: &Pinned, record: bool) -> Result<TransitionState, SieError> {
     let inside = sweep_pending(pinned, record)?;
-    let control = pinned.control()?;
+    let mut control = pinned.control()?;
+    let mode = mode_of(&pinned.tunable, &control)?;
+    if !record && control.transition == TransitionCode::Pending as u64 {
+        let finished = match mode {
+            Mode::PerTask => inside.is_empty(),
+            Mode::Global => super::global_mode::active(pinned, &control)? == control.target_gen,
+            Mode::Immediate => true,
+        };
+        if finished {
+            control.stable_gen = control.target_gen;
+            control.transition = TransitionCode::Done as u64;
+            control.latency_ns = monotonic_ns().saturating_sub(control.started_ns);
+        }
+    }
     let state = match control.transition {
         t if t == TransitionCode::Pending as u64 => TransitionStateCode::Pending,
         t if t == TransitionCode::Aborted as u64 => TransitionStateCode::Aborted,
         _ => TransitionStateCode::Done,
     };
     Ok(TransitionState {
-        mode: mode_of(&pinned.tunable, &control)?,
+        mode,
         target: slot_setting(&control, control.target_gen),
         previous: slot_setting(&control, control.stable_gen),
         state,
