@@ -149,11 +149,16 @@ Examples:
     #[command(after_help = "\
 Read from the kernel: a tunable is loaded while its pins under /sys/fs/bpf/kernelx exist; hits
 and errors are its probes' counters; [OPTIMIZED] comes from /sys/kernel/debug/kprobes/list
-(the kernel optimizes a probe a moment after it is attached). The plan, mode and value are
-kept at load in /run/kernelx/tunables/ (root only). A tunable whose load was interrupted is
-listed as incomplete. --json prints {\"tunables\": [{\"name\", \"pin_dir\", \"links\",
-\"incomplete\", \"mode\", \"value\", \"default\", \"probes\": [{\"site\", \"role\", \"function\",
-\"offset\", \"address\", \"optimizable\", \"optimized\", \"hits\", \"errors\"}]}]}.
+(the kernel optimizes a probe a moment after it is attached). Mode, value and the last
+transition come from the tunable's pinned control map: done (with its latency), pending (per
+task: a sweep of every task's stack lists those still inside a safe span, which keep the old
+value; global: a commit is running, or its kernelx was killed and the next set/unload settles
+it) or aborted (the old value stays). The plan is kept at load in /run/kernelx/tunables/ (root
+only). A tunable whose load was interrupted is listed as incomplete. Status never takes the
+state lock. --json prints {\"tunables\": [{\"name\", \"pin_dir\", \"links\", \"incomplete\",
+\"mode\", \"value\", \"default\", \"transition\": {\"mode\", \"target\", \"previous\", \"state\",
+\"latency\" (seconds), \"inside\": [{\"pid\", \"address\"}]}, \"probes\": [{\"site\", \"role\",
+\"function\", \"offset\", \"address\", \"optimizable\", \"optimized\", \"hits\", \"errors\"}]}]}.
 
 Examples:
   kernelx status
