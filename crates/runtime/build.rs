@@ -1,5 +1,9 @@
 //! Compiles the SIE BPF program (`bpf/sie.bpf.c`) with clang into `OUT_DIR`; the crate embeds
 //! the object, so a target host needs no compiler. `CLANG` names another clang.
+//!
+//! It also copies the headers an X-tune policy is compiled with (libbpf's, from libbpf-sys, and
+//! `bpf/kernelx_policy.h`) into `OUT_DIR/policy-include`; `policy::compile` embeds them, so
+//! compiling a policy needs clang but no libbpf headers on the host.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,40 @@ fn main() {
              CLANG to a clang that targets bpf",
             Path::new(&clang).display()
         ),
+    }
+    copy_policy_headers(&root);
+}
+
+/// libbpf's headers a policy may include as `<bpf/...>`; the list `policy::compile` embeds.
+const LIBBPF_HEADERS: [&str; 5] = [
+    "bpf_helpers.h",
+    "bpf_helper_defs.h",
+    "bpf_tracing.h",
+    "bpf_core_read.h",
+    "bpf_endian.h",
+];
+
+fn copy_policy_headers(root: &Path) {
+    let policy_header = root.join("bpf/kernelx_policy.h");
+    println!("cargo:rerun-if-changed={}", policy_header.display());
+    // libbpf-sys (`links = "bpf"`) exports its include directory to direct dependents.
+    let libbpf = PathBuf::from(
+        env::var_os("DEP_BPF_INCLUDE").expect("libbpf-sys is a direct dependency and sets it"),
+    );
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it")).join("policy-include");
+    let out_bpf = out.join("bpf");
+    std::fs::create_dir_all(&out_bpf)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", out_bpf.display()));
+    let copies = LIBBPF_HEADERS
+        .iter()
+        .map(|name| (libbpf.join("bpf").join(name), out_bpf.join(name)))
+        .chain(std::iter::once((
+            policy_header,
+            out.join("kernelx_policy.h"),
+        )));
+    for (from, to) in copies {
+        std::fs::copy(&from, &to)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
     }
 }
 

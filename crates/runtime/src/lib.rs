@@ -11,6 +11,7 @@ pub mod kmod;
 pub mod kprobes;
 pub mod lock;
 pub mod patching;
+pub mod policy;
 pub mod sie;
 pub mod state;
 pub mod targets;

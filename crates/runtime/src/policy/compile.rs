@@ -1,0 +1,217 @@
+//! Compiling a policy with clang, against the kernel's `vmlinux.h` and the headers embedded in
+//! this crate.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use super::PolicyError;
+use super::vmlinux::{BtfSource, vmlinux_header};
+
+/// The headers a policy is compiled with, as build.rs copied them: (path under the include
+/// directory, contents).
+const HEADERS: [(&str, &[u8]); 6] = [
+    (
+        "kernelx_policy.h",
+        include_bytes!(concat!(env!("OUT_DIR"), "/policy-include/kernelx_policy.h")),
+    ),
+    (
+        "bpf/bpf_helpers.h",
+        include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/policy-include/bpf/bpf_helpers.h"
+        )),
+    ),
+    (
+        "bpf/bpf_helper_defs.h",
+        include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/policy-include/bpf/bpf_helper_defs.h"
+        )),
+    ),
+    (
+        "bpf/bpf_tracing.h",
+        include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/policy-include/bpf/bpf_tracing.h"
+        )),
+    ),
+    (
+        "bpf/bpf_core_read.h",
+        include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/policy-include/bpf/bpf_core_read.h"
+        )),
+    ),
+    (
+        "bpf/bpf_endian.h",
+        include_bytes!(concat!(env!("OUT_DIR"), "/policy-include/bpf/bpf_endian.h")),
+    ),
+];
+
+/// How to compile a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// The KernelX cache directory, for `vmlinux.h` and the headers.
+    pub cache: PathBuf,
+    /// The kernel whose types the policy sees.
+    pub btf: BtfSource,
+    /// The compiler.
+    pub clang: PathBuf,
+}
+
+impl CompileOptions {
+    /// The running kernel's BTF, and clang from `$CLANG`, else `clang` on `PATH`.
+    pub fn new(cache: impl Into<PathBuf>) -> CompileOptions {
+        CompileOptions {
+            cache: cache.into(),
+            btf: BtfSource::Running,
+            clang: std::env::var_os("CLANG")
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| OsString::from("clang"))
+                .into(),
+        }
+    }
+}
+
+/// A compiled policy: the object, not yet checked (see [`inspect`](super::inspect)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledPolicy {
+    /// The BPF ELF object.
+    pub object: Vec<u8>,
+    /// The source file, as given.
+    pub source: PathBuf,
+    /// sha256 of the source file's contents, hex: which version of the file was loaded.
+    pub source_hash: String,
+    /// clang's warnings (empty when there were none).
+    pub warnings: String,
+}
+
+/// Compiles `source` with `clang -target bpf -O2 -g -Wall` against the kernel's `vmlinux.h`
+/// (generated and cached on first use) and the embedded headers.
+///
+/// # Errors
+///
+/// [`PolicyError::Compile`] with clang's diagnostics when clang fails,
+/// [`PolicyError::ClangMissing`] when it cannot be run, the errors of
+/// [`vmlinux_header`] and [`PolicyError::Io`] for the source, the cache and the temporary
+/// object.
+pub fn compile_policy(
+    source: &Path,
+    options: &CompileOptions,
+) -> Result<CompiledPolicy, PolicyError> {
+    let text = std::fs::read(source).map_err(|e| PolicyError::Io {
+        path: source.to_owned(),
+        error: e,
+    })?;
+    let include = include_dir(&options.cache)?;
+    let vmlinux = vmlinux_header(&options.btf, &options.cache)?;
+    let vmlinux_dir = vmlinux.parent().expect("vmlinux.h is in a directory");
+    let temp = tempfile::Builder::new()
+        .prefix("kernelx-policy-")
+        .tempdir()
+        .map_err(|e| PolicyError::io(std::env::temp_dir(), e))?;
+    let object = temp.path().join("policy.bpf.o");
+    let output = Command::new(&options.clang)
+        // KernelX patches x86-64 kernels only; bpf_tracing.h needs the arch for PT_REGS_*.
+        .args([
+            "-target",
+            "bpf",
+            "-O2",
+            "-g",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+        ])
+        .arg(format!("-I{}", include.display()))
+        .arg(format!("-I{}", vmlinux_dir.display()))
+        .arg("-c")
+        .arg(source)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .map_err(|error| PolicyError::ClangMissing {
+            clang: options.clang.clone(),
+            error,
+        })?;
+    let diagnostics = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        return Err(PolicyError::Compile {
+            file: source.to_owned(),
+            diagnostics: if diagnostics.trim().is_empty() {
+                format!("(no diagnostics; clang exited with {})", output.status)
+            } else {
+                diagnostics
+            },
+        });
+    }
+    let bytes = std::fs::read(&object).map_err(|e| PolicyError::io(&object, e))?;
+    Ok(CompiledPolicy {
+        object: bytes,
+        source: source.to_owned(),
+        source_hash: hex(&Sha256::digest(&text)),
+        warnings: diagnostics,
+    })
+}
+
+/// `<cache>/include/<hash of the headers>/`, written once: a new KernelX with other headers
+/// gets its own directory.
+fn include_dir(cache: &Path) -> Result<PathBuf, PolicyError> {
+    let mut hasher = Sha256::new();
+    for (name, contents) in HEADERS {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update((contents.len() as u64).to_le_bytes());
+        hasher.update(contents);
+    }
+    let root = cache.join("include");
+    let dir = root.join(&hex(&hasher.finalize())[..16]);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&root).map_err(|e| PolicyError::io(&root, e))?;
+    // Written aside and renamed, so a directory in place is always complete.
+    let temp = tempfile::Builder::new()
+        .prefix(".include-")
+        .tempdir_in(&root)
+        .map_err(|e| PolicyError::io(&root, e))?;
+    for (name, contents) in HEADERS {
+        let path = temp.path().join(name);
+        let parent = path.parent().expect("a header path has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| PolicyError::io(parent, e))?;
+        std::fs::write(&path, contents).map_err(|e| PolicyError::io(&path, e))?;
+    }
+    let temp = temp.keep();
+    if let Err(error) = std::fs::rename(&temp, &dir) {
+        // A concurrent compile put the same headers in place first.
+        let _ = std::fs::remove_dir_all(&temp);
+        if !dir.is_dir() {
+            return Err(PolicyError::io(&dir, error));
+        }
+    }
+    Ok(dir)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_include_directory_holds_every_header_and_is_reused() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = include_dir(cache.path()).unwrap();
+        for (name, contents) in HEADERS {
+            assert_eq!(std::fs::read(dir.join(name)).unwrap(), contents, "{name}");
+        }
+        assert_eq!(include_dir(cache.path()).unwrap(), dir);
+        let entries = std::fs::read_dir(cache.path().join("include"))
+            .unwrap()
+            .count();
+        assert_eq!(entries, 1, "no temporary directory is left behind");
+    }
+}
