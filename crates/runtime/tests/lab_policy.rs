@@ -10,8 +10,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use kernelx_runtime::policy::{
-    BtfSource, CompileOptions, PolicyError, compile_policy, decode_params, inspect,
-    vmlinux_header,
+    BtfSource, CompileOptions, PolicyError, compile_policy, decode_params, inspect, vmlinux_header,
 };
 
 fn lab_vmlinux() -> PathBuf {
@@ -22,7 +21,11 @@ fn lab_vmlinux() -> PathBuf {
         )
     });
     let path = PathBuf::from(value);
-    assert!(path.is_file(), "KERNELX_LAB_VMLINUX={} does not exist", path.display());
+    assert!(
+        path.is_file(),
+        "KERNELX_LAB_VMLINUX={} does not exist",
+        path.display()
+    );
     path
 }
 
@@ -60,7 +63,11 @@ fn lab_tree_vmlinux_header_has_the_kernel_types_and_is_cached() {
     let cached = start.elapsed();
     eprintln!("vmlinux.h from the cache in {cached:?}");
     let text = std::fs::read_to_string(&header).unwrap();
-    assert!(text.starts_with("#ifndef __VMLINUX_H__\n"), "{}", &text[..200]);
+    assert!(
+        text.starts_with("#ifndef __VMLINUX_H__\n"),
+        "{}",
+        &text[..200]
+    );
     assert!(text.contains("struct task_struct {"));
     assert!(text.contains("apply_to = record"));
     assert!(text.trim_end().ends_with("#endif /* __VMLINUX_H__ */"));
@@ -82,7 +89,10 @@ fn lab_tree_minimal_policy_compiles_with_its_params() {
     let start = Instant::now();
     let compiled = compile_policy(&source, options).unwrap();
     eprintln!("minimal.bpf.c compiled in {:?}", start.elapsed());
-    assert_eq!(compiled.warnings, "", "minimal.bpf.c compiles without warnings");
+    assert_eq!(
+        compiled.warnings, "",
+        "minimal.bpf.c compiles without warnings"
+    );
     assert_eq!(compiled.source_hash.len(), 64);
     let policy = inspect(&compiled.object, &source).unwrap();
     assert_eq!(policy.policy, "kx_policy");

@@ -2,6 +2,7 @@
 //! this crate.
 
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -96,15 +97,15 @@ pub struct CompiledPolicy {
 ///
 /// [`PolicyError::Compile`] with clang's diagnostics when clang fails,
 /// [`PolicyError::ClangMissing`] when it cannot be run, the errors of
-/// [`vmlinux_header`] and [`PolicyError::Io`] for the source, the cache and the temporary
-/// object.
+/// [`vmlinux_header`], [`PolicyError::Source`] when the source cannot be read and
+/// [`PolicyError::Io`] for the cache and the temporary object.
 pub fn compile_policy(
     source: &Path,
     options: &CompileOptions,
 ) -> Result<CompiledPolicy, PolicyError> {
-    let text = std::fs::read(source).map_err(|e| PolicyError::Io {
-        path: source.to_owned(),
-        error: e,
+    let text = std::fs::read(source).map_err(|error| PolicyError::Source {
+        file: source.to_owned(),
+        error,
     })?;
     let include = include_dir(&options.cache)?;
     let vmlinux = vmlinux_header(&options.btf, &options.cache)?;
@@ -182,6 +183,9 @@ fn include_dir(cache: &Path) -> Result<PathBuf, PolicyError> {
         std::fs::create_dir_all(parent).map_err(|e| PolicyError::io(parent, e))?;
         std::fs::write(&path, contents).map_err(|e| PolicyError::io(&path, e))?;
     }
+    // tempfile creates 0700; see vmlinux_header for why the cache stays readable.
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| PolicyError::io(temp.path(), e))?;
     let temp = temp.keep();
     if let Err(error) = std::fs::rename(&temp, &dir) {
         // A concurrent compile put the same headers in place first.
@@ -213,5 +217,38 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(entries, 1, "no temporary directory is left behind");
+    }
+
+    #[test]
+    fn a_missing_source_is_named_before_any_btf_is_read() {
+        let cache = tempfile::tempdir().unwrap();
+        let mut options = CompileOptions::new(cache.path());
+        options.btf = BtfSource::Elf(cache.path().join("no-vmlinux"));
+        let source = cache.path().join("missing.bpf.c");
+        let error = compile_policy(&source, &options).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::Source { file, .. } if file == &source),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unreadable_btf_is_named() {
+        let cache = tempfile::tempdir().unwrap();
+        let not_elf = cache.path().join("vmlinux");
+        std::fs::write(&not_elf, "not an ELF file").unwrap();
+        let source = cache.path().join("p.bpf.c");
+        std::fs::write(&source, "").unwrap();
+        let mut options = CompileOptions::new(cache.path());
+        options.btf = BtfSource::Elf(not_elf.clone());
+        let error = compile_policy(&source, &options).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::Btf { btf, .. } if btf == &not_elf),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("CONFIG_DEBUG_INFO_BTF"),
+            "{error}"
+        );
     }
 }

@@ -48,8 +48,19 @@ pub enum PolicyError {
         /// What libbpf or the write reported.
         error: std::io::Error,
     },
+    /// The policy's source file could not be read.
+    #[error("cannot read the policy {}: {error}", file.display())]
+    Source {
+        /// The source file, as given.
+        file: PathBuf,
+        /// The error.
+        error: std::io::Error,
+    },
     /// A file of the cache or a temporary file could not be written or read.
-    #[error("cannot write {}: {error} (check the cache directory's permissions and space)", path.display())]
+    #[error(
+        "{}: {error} (a file of the cache or a temporary file: check permissions and free space)",
+        path.display()
+    )]
     Io {
         /// The file or directory.
         path: PathBuf,

@@ -158,3 +158,143 @@ pub fn inspect(object: &[u8], source: &Path) -> Result<PolicyObject, PolicyError
         params_image,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles C that spells out the sections itself: no vmlinux.h needed (the lab tests
+    /// compile through `kernelx_policy.h`).
+    fn compile(c: &str) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, object) = (dir.path().join("p.c"), dir.path().join("p.o"));
+        std::fs::write(&source, c).unwrap();
+        let clang = std::env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+        let output = std::process::Command::new(clang)
+            .args(["-target", "bpf", "-O2", "-g", "-c"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .output()
+            .expect("clang (the crate's build needs it too)");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::read(object).unwrap()
+    }
+
+    const POLICY: &str = r#"
+#define SEC(s) __attribute__((section(s), used))
+char LICENSE[] SEC("license") = "GPL";
+volatile unsigned long long cgroup SEC(".data.kx_params") = 7;
+volatile short level SEC(".data.kx_params") = -2;
+volatile unsigned char on SEC(".data.kx_params") = 1;
+SEC("freplace/kx_policy") long kx_policy(void *ctx, unsigned long long probe, long dflt)
+{
+	return cgroup == probe ? level : dflt;
+}
+"#;
+
+    fn inspect_c(c: &str) -> Result<PolicyObject, PolicyError> {
+        inspect(&compile(c), Path::new("p.bpf.c"))
+    }
+
+    #[test]
+    fn the_policy_observers_and_params_are_found() {
+        let c = format!(
+            "{POLICY}\nSEC(\"kprobe/tcp_sendmsg\") int seen(void *ctx) {{ return 0; }}\n\
+             SEC(\"tracepoint/sched/sched_switch\") int switched(void *ctx) {{ return 0; }}\n"
+        );
+        let policy = inspect_c(&c).unwrap();
+        assert_eq!(policy.policy, "kx_policy");
+        let observers: Vec<(&str, &str)> = policy
+            .observers
+            .iter()
+            .map(|o| (o.name.as_str(), o.section.as_str()))
+            .collect();
+        assert_eq!(
+            observers,
+            [
+                ("seen", "kprobe/tcp_sendmsg"),
+                ("switched", "tracepoint/sched/sched_switch")
+            ]
+        );
+        let params: Vec<(&str, u8)> = policy
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), p.size))
+            .collect();
+        assert_eq!(params, [("cgroup", 8), ("level", 2), ("on", 1)]);
+        let values = super::super::decode_params(&policy.params, &policy.params_image).unwrap();
+        let shown: Vec<String> = values.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["cgroup=7", "level=65534 (-2)", "on=1"]);
+    }
+
+    #[test]
+    fn without_a_policy_function_the_error_names_kx_policy() {
+        let error =
+            inspect_c("__attribute__((section(\"kprobe/x\"))) int p(void *c) { return 0; }")
+                .unwrap_err();
+        assert!(matches!(&error, PolicyError::PolicyCount { found, .. } if found.is_empty()));
+        assert!(
+            error.to_string().contains("KX_POLICY(ctx, probe, dflt)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn two_policy_functions_are_refused() {
+        let c = format!(
+            "{POLICY}\n__attribute__((section(\"freplace/kx_policy\"))) long again(void *c) \
+             {{ return 1; }}\n"
+        );
+        let error = inspect_c(&c).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::PolicyCount { found, .. } if found == &["kx_policy", "again"]),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn programs_in_other_sections_are_refused() {
+        let c = format!("{POLICY}\nSEC(\"xdp\") int pass(void *ctx) {{ return 2; }}\n");
+        let error = inspect_c(&c).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::ProgramSection { program, section, .. }
+                if program == "pass" && section == "xdp"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn calls_to_kernelx_kfuncs_are_refused_and_others_allowed() {
+        let kfunc = |name: &str| {
+            format!(
+                "{POLICY}\nextern int {name}(void) __attribute__((section(\".ksyms\")));\n\
+                 SEC(\"kprobe/x\") int p(void *ctx) {{ return {name}(); }}\n"
+            )
+        };
+        let error = inspect_c(&kfunc("kernelx_set_reg")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("may not call the kernelx module's kfuncs"),
+            "{error}"
+        );
+        inspect_c(&kfunc("bpf_rcu_read_lock")).unwrap();
+    }
+
+    #[test]
+    fn a_param_that_is_no_integer_is_refused() {
+        let c = format!(
+            "{POLICY}\nvolatile struct {{ int a[3]; }} big __attribute__((section(\".data.kx_params\")));\n"
+        );
+        let error = inspect_c(&c).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::ParamSize { name, size: 12, .. } if name == "big"),
+            "{error}"
+        );
+    }
+}

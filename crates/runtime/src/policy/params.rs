@@ -118,7 +118,7 @@ fn parse_assignment(
         size: spec.size,
         reason,
     };
-    let number = parse_integer(value).ok_or_else(|| error("not an integer"))?;
+    let number = parse_integer(value).map_err(error)?;
     let bits = u32::from(spec.size) * 8;
     if number < -(1i128 << (bits - 1)) || number >= 1i128 << bits {
         return Err(error("out of range"));
@@ -136,22 +136,28 @@ fn parse_assignment(
     })
 }
 
-fn parse_integer(text: &str) -> Option<i128> {
+/// The integer `text` denotes, or why there is none.
+fn parse_integer(text: &str) -> Result<i128, &'static str> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let magnitude = match digits
+    let (digits, radix) = match digits
         .strip_prefix("0x")
         .or_else(|| digits.strip_prefix("0X"))
     {
-        Some(hex) if !hex.starts_with(['+', '-']) => u64::from_str_radix(hex, 16).ok()?,
-        Some(_) => return None,
-        None if !digits.starts_with('+') => digits.parse::<u64>().ok()?,
-        None => return None,
+        Some(hex) => (hex, 16),
+        None => (digits, 10),
     };
-    let magnitude = i128::from(magnitude);
-    Some(if negative { -magnitude } else { magnitude })
+    // from_str_radix would take a sign of its own.
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err("not an integer");
+    }
+    let magnitude = u128::from_str_radix(digits, radix)
+        .ok()
+        .and_then(|m| i128::try_from(m).ok())
+        .ok_or("out of range")?;
+    Ok(if negative { -magnitude } else { magnitude })
 }
 
 /// The parameters' values in `image`, the contents of `.data.kx_params`, in `params`' order.
@@ -249,6 +255,8 @@ mod tests {
             "limit=-2147483649",
             "cgroup=18446744073709551616",
             "cgroup=-9223372036854775809",
+            "cgroup=0x10000000000000000",
+            "cgroup=1000000000000000000000000000000000000000000000000",
         ] {
             let error = bytes(assignment).unwrap_err();
             assert!(

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
@@ -77,6 +78,11 @@ pub fn vmlinux_header(source: &BtfSource, cache: &Path) -> Result<PathBuf, Polic
             error,
         },
     })?;
+    // tempfile creates 0600; the header is no secret, and a cache shared with other users
+    // (KERNELX_CACHE) must stay readable.
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| PolicyError::io(temp.path(), e))?;
     temp.persist(&header)
         .map_err(|e| PolicyError::io(&header, e.error))?;
     Ok(header)
@@ -113,8 +119,8 @@ impl Btf {
             .ok_or_else(|| error(std::io::Error::last_os_error()))
     }
 
-    /// The cache key: the raw BTF (as the kernel or the ELF section holds it), so the same
-    /// kernel reached through /sys or through its vmlinux maps to the same entry.
+    /// The cache key: the raw BTF bytes themselves, not the file they came from (a vmlinux is
+    /// rebuilt in place; /sys/kernel/btf/vmlinux has the same path on every kernel).
     fn hash(&self) -> String {
         let mut size: u32 = 0;
         // SAFETY: self.ptr is a live btf; the returned buffer lives as long as it and is
