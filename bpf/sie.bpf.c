@@ -174,6 +174,27 @@ struct {
 	__type(value, struct kx_saved);
 } kx_saved SEC(".maps");
 
+/* Policy generations: what the policy chose, and what was refused (sie.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kx_policy_stats);
+} kx_policy_stats SEC(".maps");
+
+/* Per task (policy generations): the value chosen at its last decision. */
+struct kx_choice {
+	__u64 gen;	/* the generation it was chosen in */
+	__s64 value;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kx_choice);
+} kx_choices SEC(".maps");
+
 /* What `kernelx trace` reads: struct kx_trigger_event and struct kx_move_event. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -559,7 +580,7 @@ static __always_inline int take_saved(struct pt_regs *ctx, __u64 mark, __u64 *ou
 
 /* reg = op(input, IV'), and the flags the consumer reads. */
 static __always_inline int apply_combine(struct pt_regs *ctx, const __u64 *regs,
-					 struct kx_probe *p)
+					 struct kx_probe *p, __u64 iv)
 {
 	__u64 input, result, old, flags;
 	int err;
@@ -584,9 +605,9 @@ static __always_inline int apply_combine(struct pt_regs *ctx, const __u64 *regs,
 	}
 	if (read_reg(regs, p->reg, &old))
 		return -22;
-	result = combine(p->op, input, p->value, p->width);
+	result = combine(p->op, input, iv, p->width);
 	if (p->flags) {
-		if (combine_flags(p->op, input, p->value, result, p->width, &flags))
+		if (combine_flags(p->op, input, iv, result, p->width, &flags))
 			return -22;
 		err = kernelx_set_flags(ctx, p->flags, flags);
 		if (err)
@@ -646,7 +667,8 @@ static __always_inline int apply_divide(struct pt_regs *ctx, const __u64 *regs,
 	return kernelx_set_reg(ctx, p->reg, r.q);
 }
 
-static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
+/* Probe @p's update with IV' = @iv (p->value, or what a policy's V' gives). */
+static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p, __u64 iv)
 {
 	__u64 regs[KX_REG_COUNT], old;
 
@@ -656,23 +678,23 @@ static __always_inline int apply(struct pt_regs *ctx, struct kx_probe *p)
 		if (read_reg(regs, p->reg, &old))
 			return -22; /* EINVAL */
 		return kernelx_set_reg(ctx, p->reg,
-				       merge_reg(old, p->value, p->width, p->high8));
+				       merge_reg(old, iv, p->width, p->high8));
 	case KX_ACT_LOAD_MEM:
-		return kernelx_set_stored(ctx, p->operand, p->disp, p->value);
+		return kernelx_set_stored(ctx, p->operand, p->disp, iv);
 	case KX_ACT_COMPARE_REG:
 		if (read_reg(regs, p->reg, &old))
 			return -22;
 		if (p->high8)
 			old >>= 8;
 		return kernelx_set_flags(ctx, p->flags,
-					 compare_flags(old, p->value, p->width, p->op));
+					 compare_flags(old, iv, p->width, p->op));
 	case KX_ACT_COMPARE_MEM:
 		if (read_operand(ctx, regs, p, &old))
 			return -14; /* EFAULT */
 		return kernelx_set_flags(ctx, p->flags,
-					 compare_flags(old, p->value, p->width, p->op));
+					 compare_flags(old, iv, p->width, p->op));
 	case KX_ACT_COMBINE_REG:
-		return apply_combine(ctx, regs, p);
+		return apply_combine(ctx, regs, p, iv);
 	case KX_ACT_DIVIDE:
 		return apply_divide(ctx, regs, p);
 	}
@@ -818,6 +840,68 @@ __attribute__((noinline)) __u64 kx_current_gen(struct pt_regs *ctx, __u32 index)
 	return control->target_gen;
 }
 
+/*
+ * V' at probe @probe when an X-tune policy decides: a policy loaded with the
+ * tunable replaces this function (freplace), so it sees only its arguments and
+ * returns a number. Without one, the default. The empty asm keeps clang from
+ * treating the result as @dflt at the call, or passing nothing for the
+ * arguments this body ignores: the call must stay a call with its arguments.
+ */
+__attribute__((noinline)) __s64 kx_policy(struct pt_regs *ctx, __u64 probe,
+					   __s64 dflt)
+{
+	asm volatile("" : "+r"(dflt) : "r"(ctx), "r"(probe));
+	return dflt;
+}
+
+/*
+ * V' for the current task at probe @index of generation @gen (a policy
+ * entry). The policy is asked only where the task may take a new value (no
+ * frame in a safe span, as a per-task move); inside one, the task keeps what
+ * it was given for this generation, else the default. Whatever the policy
+ * returns goes through the entry's range (reject or clamp) first.
+ */
+__attribute__((noinline)) __s64 kx_policy_value(struct pt_regs *ctx,
+						 __u32 index, __u64 gen)
+{
+	__u32 zero = 0, slot = index + (gen % KX_SLOTS) * KX_MAX_PROBES;
+	struct kx_policy_stats *stats;
+	struct kx_control *control;
+	struct kx_choice *choice;
+	struct kx_probe *p;
+	__s64 v, bounded;
+	int verdict;
+
+	control = bpf_map_lookup_elem(&kx_control, &zero);
+	p = bpf_map_lookup_elem(&kx_probes, &slot);
+	stats = bpf_map_lookup_elem(&kx_policy_stats, &zero);
+	if (!control || !p || !stats)
+		return 0;
+	choice = bpf_task_storage_get(&kx_choices, bpf_get_current_task_btf(), 0,
+				      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!choice)
+		return p->dflt;
+	if (current_inside(ctx, control, p))
+		return choice->gen == gen ? choice->value : p->dflt;
+	v = kx_policy(ctx, index, p->dflt);
+	__sync_fetch_and_add(&stats->decisions, 1);
+	verdict = kx_policy_bound(v, p->vmin, p->vmax, p->vflags, &bounded);
+	if (verdict) {
+		stats->last_bad = v;
+		stats->last_bad_probe = index;
+		if (verdict < 0) {
+			__sync_fetch_and_add(&stats->rejected, 1);
+			bounded = p->dflt;
+		} else {
+			__sync_fetch_and_add(&stats->clamped, 1);
+		}
+	}
+	stats->last_value = bounded;
+	choice->gen = gen;
+	choice->value = bounded;
+	return bounded;
+}
+
 SEC("kprobe")
 int kx_sie(struct pt_regs *ctx)
 {
@@ -826,7 +910,7 @@ int kx_sie(struct pt_regs *ctx)
 	struct kx_control *control;
 	struct kx_probe *p;
 	__u32 index = 0, slot;
-	__u64 gen, skipped = 0;
+	__u64 gen, iv, skipped = 0;
 	int err = 0;
 
 	/* Cookie 0 (attached without one) and foreign cookies do nothing. */
@@ -857,7 +941,11 @@ int kx_sie(struct pt_regs *ctx)
 		/* A post-probe at a join point: only paths through the span get the update. */
 		skipped = 1;
 	} else {
-		err = apply(ctx, p);
+		iv = p->value;
+		if (p->policy)
+			iv = kx_policy_iv(p->rel, p->rel_a, p->rel_b, p->iv_mask,
+					  kx_policy_value(ctx, index, gen));
+		err = apply(ctx, p, iv);
 		if (err) {
 			__sync_fetch_and_add(&stats->errors, 1);
 			stats->last_error = err;

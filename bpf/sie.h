@@ -119,6 +119,13 @@ enum kx_transition {
 	KX_TRANSITION_ABORTED = 2,
 };
 
+/* What a slot of kx_probes holds (the loader's record). */
+enum kx_slot_kind {
+	KX_SLOT_VALUE = 0,	/* V' = slot_value */
+	KX_SLOT_COMPILED = 1,	/* nothing to do: V is compiled in */
+	KX_SLOT_POLICY = 2,	/* a policy chooses; slot_value is its default */
+};
+
 /*
  * kx_control[0]. The loader arms it after writing every entry and disarms it
  * before detaching. The program reads the first six fields; the rest is the
@@ -136,7 +143,7 @@ struct kx_control {
 	__u64 started_ns;	/* CLOCK_MONOTONIC when it began */
 	__u64 latency_ns;	/* until it was done (or aborted) */
 	__s64 slot_value[KX_SLOTS];	/* V' of each slot */
-	__u64 slot_compiled[KX_SLOTS];	/* the slot does nothing: V is compiled in */
+	__u64 slot_kind[KX_SLOTS];	/* enum kx_slot_kind */
 };
 
 /*
@@ -194,7 +201,13 @@ struct kx_inside {
 	__u64 addr;	/* the frame inside, or 0: its stack could not be read */
 };
 
-/* What one probe does. Every field is 64 bits wide: no padding to mirror. */
+/*
+ * What one probe does. Every field is 64 bits wide: no padding to mirror.
+ * In a policy generation an update probe's V' is chosen per trigger by an
+ * X-tune policy: IV' = rel(V') & iv_mask replaces `value`. Valid V' are
+ * [vmin, vmax] (and powers of two with KX_V_POW2); `dflt` is the default the
+ * policy is given and a rejected value falls back to.
+ */
 struct kx_probe {
 	__u64 action;	/* enum kx_action */
 	__u64 value;	/* IV', truncated to its width */
@@ -216,6 +229,36 @@ struct kx_probe {
 	__u64 multiplier;	/* KX_ACT_DIVIDE: m of V' */
 	__u64 shift;	/* KX_ACT_DIVIDE: s of V' */
 	__u64 temp;	/* KX_ACT_DIVIDE: the other register (enum kernelx_reg) */
+	__u64 policy;	/* 1: V' comes from the policy (below) */
+	__u64 rel;	/* enum kx_relation */
+	__s64 rel_a;
+	__s64 rel_b;
+	__u64 iv_mask;	/* IV' bits at the operand's width */
+	__s64 vmin;
+	__s64 vmax;
+	__u64 vflags;	/* KX_V_* */
+	__s64 dflt;
+};
+
+/* IV' = f(V') of a policy entry (crates/plan/src/relation.rs, Relation). */
+enum kx_relation {
+	KX_REL_AFFINE = 1,	/* rel_a * V + rel_b */
+	KX_REL_EXP2 = 2,	/* rel_a * 2^V + rel_b */
+	KX_REL_LOG2 = 3,	/* rel_a * log2(V) + rel_b, V a power of two */
+};
+
+/* Out-of-range policy values are clamped (else rejected); V' must be 2^k. */
+#define KX_V_CLAMP 1
+#define KX_V_POW2 2
+
+/* kx_policy_stats[0]: what the policy chose, and what was refused. */
+struct kx_policy_stats {
+	__u64 decisions;	/* times the policy was asked */
+	__u64 rejected;	/* values outside the range, replaced by dflt */
+	__u64 clamped;	/* values outside the range, clamped */
+	__s64 last_bad;	/* the last value rejected or clamped */
+	__u64 last_bad_probe;	/* at which probe */
+	__s64 last_value;	/* the last value applied */
 };
 
 /*
@@ -278,6 +321,90 @@ kx_divide(__u64 form, __u64 x, __u64 m, __u64 s)
 		break;
 	}
 	return r;
+}
+
+/* log2 of @v, rounded down (0 for 0). */
+static inline __attribute__((always_inline)) __u64 kx_log2(__u64 v)
+{
+	__u64 r = 0;
+
+	if (v >> 32) {
+		r += 32;
+		v >>= 32;
+	}
+	if (v >> 16) {
+		r += 16;
+		v >>= 16;
+	}
+	if (v >> 8) {
+		r += 8;
+		v >>= 8;
+	}
+	if (v >> 4) {
+		r += 4;
+		v >>= 4;
+	}
+	if (v >> 2) {
+		r += 2;
+		v >>= 2;
+	}
+	return r + (v >> 1);
+}
+
+/*
+ * IV' = rel(V') at the operand's width (@mask), V' already within the range
+ * (so 2^V' and log2(V') are defined); wraps like the plan's relation truncated
+ * to the width.
+ */
+static inline __attribute__((always_inline)) __u64
+kx_policy_iv(__u64 rel, __s64 a, __s64 b, __u64 mask, __s64 v)
+{
+	__u64 x;
+
+	switch (rel) {
+	case KX_REL_EXP2:
+		x = (__u64)a * (1ULL << (v & 63)) + (__u64)b;
+		break;
+	case KX_REL_LOG2:
+		x = (__u64)a * kx_log2(v) + (__u64)b;
+		break;
+	default:
+		x = (__u64)a * (__u64)v + (__u64)b;
+		break;
+	}
+	return x & mask;
+}
+
+/*
+ * Checks a policy's @v against [@min, @max] (and powers of two with
+ * KX_V_POW2): 0 when valid (*@out = @v); else, with KX_V_CLAMP, 1 and the
+ * nearest valid value in *@out; else -1 (rejected).
+ */
+static inline __attribute__((always_inline)) int
+kx_policy_bound(__s64 v, __s64 min, __s64 max, __u64 flags, __s64 *out)
+{
+	__s64 c = v;
+
+	if (c < min)
+		c = min;
+	if (c > max)
+		c = max;
+	if (flags & KX_V_POW2) {
+		if (c < 1)
+			return -1;
+		/* The power of two at or below c, or the next one up if below min. */
+		c = (__s64)(1ULL << kx_log2(c));
+		if (c < min)
+			c <<= 1;
+	}
+	if (c == v) {
+		*out = v;
+		return 0;
+	}
+	if (!(flags & KX_V_CLAMP))
+		return -1;
+	*out = c;
+	return 1;
 }
 
 #endif /* KERNELX_SIE_H */

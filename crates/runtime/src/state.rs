@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::kprobes::Kprobes;
 use crate::lock::{self, LockError};
-use crate::sie::{ProbeRole, Setting, SieError, SieProgram, SieRuntime, TransitionState};
+use crate::policy::{ParamSpec, ParamValue, PolicyError, decode_params};
+use crate::sie::{
+    PolicyBound, ProbeRole, Setting, SieError, SieProgram, SieRuntime, TransitionState,
+};
 
 const RECORDS: &str = "tunables";
 
@@ -58,6 +61,22 @@ pub struct LoadRecord {
     pub value: i64,
     /// The verified address of each probe, in the SIE program's probe order.
     pub addresses: Vec<u64>,
+    /// The X-tune policy choosing V' per trigger (`value` is its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRecord>,
+}
+
+/// The X-tune policy a tunable was loaded with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Its source file, as given to `load --policy`.
+    pub source: PathBuf,
+    /// sha256 of the source as compiled (hex).
+    pub source_hash: String,
+    /// What happens to a value outside the range.
+    pub out_of_range: PolicyBound,
+    /// Its parameters (`KX_PARAM`), for `set --param` and `status`.
+    pub params: Vec<ParamSpec>,
 }
 
 impl LoadRecord {
@@ -95,6 +114,9 @@ pub enum StateError {
     /// A record holds a plan this runtime cannot turn into probes any more.
     #[error(transparent)]
     Sie(#[from] SieError),
+    /// A policy's parameters do not match its record.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
@@ -236,7 +258,7 @@ pub struct TunableStatus {
     /// The mode, from the kernel.
     pub mode: Option<Mode>,
     /// V' of the newest transition, from the kernel (`None` while moving back to the built-in
-    /// value).
+    /// value); with a policy, its default.
     pub value: Option<i64>,
     /// The transition state, from the kernel (a pending per-task transition was swept once).
     pub transition: Option<TransitionState>,
@@ -244,6 +266,31 @@ pub struct TunableStatus {
     pub default: Option<i64>,
     /// Every probe, in program order (empty without a record).
     pub probes: Vec<ProbeStatus>,
+    /// The X-tune policy, when one chooses the value.
+    pub policy: Option<PolicyStatus>,
+}
+
+/// The X-tune policy of a loaded tunable: which one, what it chose, its parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyStatus {
+    /// Its source file.
+    pub source: PathBuf,
+    /// sha256 of the source as compiled (hex).
+    pub source_hash: String,
+    /// What happens to a value outside the range.
+    pub out_of_range: PolicyBound,
+    /// Times the policy was asked.
+    pub decisions: u64,
+    /// Values outside the range replaced by the default.
+    pub rejected: u64,
+    /// Values outside the range clamped.
+    pub clamped: u64,
+    /// The last value rejected or clamped, and where (`function+offset`).
+    pub last_out_of_range: Option<(i64, String)>,
+    /// The last value applied (after the range), `None` before the first decision.
+    pub last_value: Option<i64>,
+    /// The parameters' current values.
+    pub params: Vec<ParamValue>,
 }
 
 /// One probe of a loaded tunable.
@@ -323,6 +370,7 @@ fn tunable_status(
         transition: None,
         default: None,
         probes: Vec::new(),
+        policy: None,
     };
     let tunable = record.as_ref().and_then(LoadRecord::tunable);
     let (Some(record), Some(tunable)) = (&record, tunable) else {
@@ -338,7 +386,7 @@ fn tunable_status(
     let transition = runtime.transition_state(&status.name, locked)?;
     status.mode = Some(transition.mode);
     status.value = match transition.target {
-        Setting::Value(v) => Some(v),
+        Setting::Value(v) | Setting::Policy(v) => Some(v),
         Setting::Compiled => None,
     };
     status.transition = Some(transition);
@@ -362,7 +410,42 @@ fn tunable_status(
             errors: stats.errors,
         });
     }
+    if let Some(policy) = &record.policy {
+        status.policy = Some(policy_status(runtime, &program, &status.name, policy)?);
+    }
     Ok(status)
+}
+
+fn policy_status(
+    runtime: &SieRuntime,
+    program: &SieProgram,
+    name: &str,
+    policy: &PolicyRecord,
+) -> Result<PolicyStatus, StateError> {
+    let stats = runtime.policy_stats(name)?;
+    let params = if policy.params.is_empty() {
+        Vec::new()
+    } else {
+        decode_params(&policy.params, &runtime.policy_params(name)?)?
+    };
+    let probe_name = |index: u64| {
+        program.probes().get(index as usize).map_or_else(
+            || format!("probe {index}"),
+            |p| format!("{}+{:#x}", p.function(), p.offset()),
+        )
+    };
+    Ok(PolicyStatus {
+        source: policy.source.clone(),
+        source_hash: policy.source_hash.clone(),
+        out_of_range: policy.out_of_range,
+        decisions: stats.decisions,
+        rejected: stats.rejected,
+        clamped: stats.clamped,
+        last_out_of_range: (stats.rejected + stats.clamped > 0)
+            .then(|| (stats.last_bad, probe_name(stats.last_bad_probe))),
+        last_value: (stats.decisions > 0).then_some(stats.last_value),
+        params,
+    })
 }
 
 /// Test support (feature `test-util`).
@@ -380,6 +463,7 @@ pub mod testing {
             mode: Mode::Immediate,
             value,
             addresses: vec![0xffff_ffff_8100_0000],
+            policy: None,
         }
     }
 }

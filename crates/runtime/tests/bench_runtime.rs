@@ -223,6 +223,7 @@ fn plan_costs(
         mode,
         spans: spans_of(&program),
         timeout: Duration::from_secs(10),
+        policy: None,
     };
     let sites = optimizable_sites(&program);
     let functions: Vec<&str> = program.probes().iter().map(|p| p.function()).collect();

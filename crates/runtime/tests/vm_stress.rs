@@ -213,6 +213,7 @@ fn vm_stress_load_set_unload_under_pipe_workload() {
             mode,
             spans: spans.clone(),
             timeout: TRANSITION_TIMEOUT,
+            policy: None,
         };
         let t = Instant::now();
         if let Err(e) = runtime.load(&program, &request, ProbeTarget::symbol_of) {

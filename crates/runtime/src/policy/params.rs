@@ -49,7 +49,7 @@ impl ParamAssignment {
 }
 
 /// A parameter's current value, read from a section image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParamValue {
     /// The parameter.
     pub name: String,

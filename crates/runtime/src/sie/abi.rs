@@ -104,6 +104,23 @@ pub(crate) enum DivideForm {
     SignedAdd = 5,
 }
 
+/// `enum kx_relation`: IV' = f(V') in a policy entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum RelationCode {
+    /// `KX_REL_AFFINE`.
+    Affine = 1,
+    /// `KX_REL_EXP2`.
+    Exp2 = 2,
+    /// `KX_REL_LOG2`.
+    Log2 = 3,
+}
+
+/// `KX_V_CLAMP`: a policy's out-of-range value is clamped (else rejected).
+pub(crate) const V_CLAMP: u64 = 1;
+/// `KX_V_POW2`: V' must be a power of two.
+pub(crate) const V_POW2: u64 = 2;
+
 /// `enum kx_compare_op`.
 pub(crate) const COMPARE_CMP: u64 = 0;
 /// `enum kx_compare_op`.
@@ -133,6 +150,15 @@ pub(crate) struct ProbeEntry {
     pub multiplier: u64,
     pub shift: u64,
     pub temp: u64,
+    pub policy: u64,
+    pub rel: u64,
+    pub rel_a: i64,
+    pub rel_b: i64,
+    pub iv_mask: u64,
+    pub vmin: i64,
+    pub vmax: i64,
+    pub vflags: u64,
+    pub dflt: i64,
 }
 
 /// `sizeof(struct kx_probe)`.
@@ -162,6 +188,15 @@ impl ProbeEntry {
             self.multiplier,
             self.shift,
             self.temp,
+            self.policy,
+            self.rel,
+            self.rel_a as u64,
+            self.rel_b as u64,
+            self.iv_mask,
+            self.vmin as u64,
+            self.vmax as u64,
+            self.vflags,
+            self.dflt as u64,
         ]
         .iter()
         .flat_map(|field| field.to_ne_bytes())
@@ -195,6 +230,41 @@ impl ProbeStats {
     }
 }
 
+/// `struct kx_policy_stats`: what an X-tune policy chose and what the range refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// Times the policy was asked.
+    pub decisions: u64,
+    /// Values outside the range, replaced by the default.
+    pub rejected: u64,
+    /// Values outside the range, clamped into it.
+    pub clamped: u64,
+    /// The last value rejected or clamped.
+    pub last_bad: i64,
+    /// The probe (index) it came at.
+    pub last_bad_probe: u64,
+    /// The last value applied.
+    pub last_value: i64,
+}
+
+/// `sizeof(struct kx_policy_stats)`.
+pub(crate) const POLICY_STATS_SIZE: usize = 6 * 8;
+
+impl PolicyStats {
+    /// Reads a `kx_policy_stats` value; `None` when it has the wrong size.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<PolicyStats> {
+        let f = u64_fields(bytes, POLICY_STATS_SIZE)?;
+        Some(PolicyStats {
+            decisions: f[0],
+            rejected: f[1],
+            clamped: f[2],
+            last_bad: f[3] as i64,
+            last_bad_probe: f[4],
+            last_value: f[5] as i64,
+        })
+    }
+}
+
 /// `enum kx_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
@@ -219,6 +289,18 @@ pub(crate) enum TransitionCode {
     Aborted = 2,
 }
 
+/// `enum kx_slot_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub(crate) enum SlotKind {
+    /// `KX_SLOT_VALUE`.
+    Value = 0,
+    /// `KX_SLOT_COMPILED`.
+    Compiled = 1,
+    /// `KX_SLOT_POLICY`.
+    Policy = 2,
+}
+
 /// `struct kx_control`: the program's switches and the loader's record of transitions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Control {
@@ -232,7 +314,7 @@ pub(crate) struct Control {
     pub started_ns: u64,
     pub latency_ns: u64,
     pub slot_value: [i64; SLOTS as usize],
-    pub slot_compiled: [u64; SLOTS as usize],
+    pub slot_kind: [u64; SLOTS as usize],
 }
 
 /// `sizeof(struct kx_control)`.
@@ -252,8 +334,8 @@ impl Control {
             self.latency_ns,
             self.slot_value[0] as u64,
             self.slot_value[1] as u64,
-            self.slot_compiled[0],
-            self.slot_compiled[1],
+            self.slot_kind[0],
+            self.slot_kind[1],
         ]
     }
 
@@ -276,7 +358,7 @@ impl Control {
             started_ns: f[7],
             latency_ns: f[8],
             slot_value: [f[9] as i64, f[10] as i64],
-            slot_compiled: [f[11], f[12]],
+            slot_kind: [f[11], f[12]],
         })
     }
 }
@@ -563,6 +645,22 @@ mod tests {
         ] {
             assert_eq!(c_value(SIE_H, name), form as u64, "{name}");
         }
+        for (name, relation) in [
+            ("KX_REL_AFFINE", RelationCode::Affine),
+            ("KX_REL_EXP2", RelationCode::Exp2),
+            ("KX_REL_LOG2", RelationCode::Log2),
+        ] {
+            assert_eq!(c_value(SIE_H, name), relation as u64, "{name}");
+        }
+        for (name, kind) in [
+            ("KX_SLOT_VALUE", SlotKind::Value),
+            ("KX_SLOT_COMPILED", SlotKind::Compiled),
+            ("KX_SLOT_POLICY", SlotKind::Policy),
+        ] {
+            assert_eq!(c_value(SIE_H, name), kind as u64, "{name}");
+        }
+        assert_eq!(c_value(SIE_H, "KX_V_CLAMP"), V_CLAMP);
+        assert_eq!(c_value(SIE_H, "KX_V_POW2"), V_POW2);
         assert_eq!(c_value(ABI_H, "KX_OPERAND_NO_REG"), OPERAND_NO_REG);
         assert_eq!(c_value(ABI_H, "KX_OPERAND_GS"), OPERAND_GS);
         assert_eq!(c_value(ABI_H, "KX_OPERAND_RIP"), OPERAND_RIP);
@@ -626,6 +724,15 @@ mod tests {
                 "multiplier",
                 "shift",
                 "temp",
+                "policy",
+                "rel",
+                "rel_a",
+                "rel_b",
+                "iv_mask",
+                "vmin",
+                "vmax",
+                "vflags",
+                "dflt",
             ]
         );
         assert_eq!(PROBE_ENTRY_SIZE, fields.len() * 8);
@@ -643,6 +750,29 @@ mod tests {
     }
 
     #[test]
+    fn policy_stats_mirror_struct_kx_policy_stats() {
+        assert_eq!(
+            c_fields(SIE_H, "kx_policy_stats"),
+            [
+                "decisions",
+                "rejected",
+                "clamped",
+                "last_bad",
+                "last_bad_probe",
+                "last_value"
+            ]
+        );
+        let bytes: Vec<u8> = [7u64, 1, 2, (-5i64) as u64, 3, 64]
+            .iter()
+            .flat_map(|f| f.to_ne_bytes())
+            .collect();
+        let stats = PolicyStats::from_bytes(&bytes).unwrap();
+        assert_eq!((stats.decisions, stats.last_bad), (7, -5));
+        assert_eq!((stats.last_bad_probe, stats.last_value), (3, 64));
+        assert_eq!(PolicyStats::from_bytes(&bytes[8..]), None);
+    }
+
+    #[test]
     fn control_mirrors_struct_kx_control() {
         assert_eq!(
             c_fields(SIE_H, "kx_control"),
@@ -657,14 +787,14 @@ mod tests {
                 "started_ns",
                 "latency_ns",
                 "slot_value[KX_SLOTS]",
-                "slot_compiled[KX_SLOTS]",
+                "slot_kind[KX_SLOTS]",
             ]
         );
         let control = Control {
             armed: 1,
             target_gen: 3,
             slot_value: [-5, 7],
-            slot_compiled: [0, 1],
+            slot_kind: [0, 1],
             ..Control::default()
         };
         let bytes = control.to_bytes();

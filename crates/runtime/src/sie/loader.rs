@@ -9,7 +9,10 @@
 //! * `sweep`: the task iterator link of `kx_sweep` (reading it runs a per-task sweep);
 //! * `events`: the `kx_events` ring buffer, triggers and task moves while a trace runs;
 //! * `trace`: the `kx_trace` map, the trace lease and the count of dropped events;
-//! * `link-NNN`: the kprobe link of probe NNN (its index, cookie NNN + 1).
+//! * `policy-stats`: the `kx_policy_stats` map, what an X-tune policy chose and what its
+//!   range refused;
+//! * `link-NNN`: the kprobe link of probe NNN (its index, cookie NNN + 1);
+//! * with an X-tune policy, its links and parameters (the `policy` module).
 //!
 //! The links hold the program and the program holds its maps, so the pins are all that keeps
 //! a loaded tunable alive: no process needs to stay.
@@ -27,9 +30,11 @@ use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, MapHandle, Object, ObjectB
 
 use super::SieError;
 use super::abi::{
-    self, Control, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, ProbeEntry, ProbeStats, SpanRange,
+    self, Control, PROBE_ENTRY_SIZE, PROBE_STATS_SIZE, PolicyStats, ProbeEntry, ProbeStats,
+    SpanRange,
 };
-use super::program::{Probe, SieProgram};
+use super::policy::PolicyLoad;
+use super::program::{PolicyBound, Probe, SieProgram};
 use super::transition::{self, Pinned, Setting, Transition, TransitionState};
 use crate::state::Mode;
 
@@ -44,6 +49,8 @@ pub(super) const EVENTS_MAP: &str = "kx_events";
 pub(super) const TRACE_MAP: &str = "kx_trace";
 pub(super) const EVENTS_PIN: &str = "events";
 pub(super) const TRACE_PIN: &str = "trace";
+pub(super) const POLICY_STATS_MAP: &str = "kx_policy_stats";
+pub(super) const POLICY_STATS_PIN: &str = "policy-stats";
 const SWEEP_PROGRAM: &str = "kx_sweep";
 pub(super) const SWEEP_PIN: &str = "sweep";
 
@@ -127,6 +134,8 @@ pub struct LoadRequest {
     pub spans: Vec<SpanAddress>,
     /// How long a per-task or global transition may take.
     pub timeout: Duration,
+    /// An X-tune policy choosing V' per trigger (`value` is then its default).
+    pub policy: Option<PolicyLoad>,
 }
 
 impl LoadRequest {
@@ -137,7 +146,45 @@ impl LoadRequest {
             mode: Mode::Immediate,
             spans: Vec::new(),
             timeout: Duration::ZERO,
+            policy: None,
         }
+    }
+
+    fn tuning(&self) -> Tuning {
+        match &self.policy {
+            Some(policy) => Tuning::Policy {
+                default: self.value,
+                bound: policy.bound,
+            },
+            None => Tuning::Value(self.value),
+        }
+    }
+}
+
+/// What a tunable's generation does: one value, or a policy's choice per trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// V'.
+    Value(i64),
+    /// An X-tune policy (already attached) chooses; `default` is what it is given.
+    Policy {
+        /// The policy's default (and the value of a rejected choice).
+        default: i64,
+        /// What happens to a choice outside the range.
+        bound: PolicyBound,
+    },
+}
+
+impl Tuning {
+    /// The generation's record and its entries for `program`.
+    fn entries(self, program: &SieProgram) -> Result<(Setting, Vec<ProbeEntry>), SieError> {
+        Ok(match self {
+            Tuning::Value(v) => (Setting::Value(v), program.entries(v)?),
+            Tuning::Policy { default, bound } => (
+                Setting::Policy(default),
+                program.policy_entries(default, bound)?,
+            ),
+        })
     }
 }
 
@@ -219,7 +266,7 @@ impl SieRuntime {
                 dir,
             });
         }
-        let entries = program.entries(request.value)?;
+        let (setting, entries) = request.tuning().entries(program)?;
         let ranges = span_ranges(program, &request.spans)?;
         if !Path::new(KERNELX_MODULE).is_dir() {
             return Err(SieError::ModuleMissing {
@@ -274,6 +321,11 @@ impl SieRuntime {
             links.push(link);
             targets.push(target);
         }
+        let policy = request
+            .policy
+            .as_ref()
+            .map(|policy| super::policy::load(tunable, policy, &prog))
+            .transpose()?;
         let sweep = object
             .progs_mut()
             .find(|p| p.name() == SWEEP_PROGRAM)
@@ -287,17 +339,19 @@ impl SieRuntime {
 
         let start = Instant::now();
         let pinned = Pinned::from_maps(tunable, &dir, control, probes);
-        let armed = pin_all(tunable, &self.root, &dir, object, &mut links, sweep).and_then(|()| {
-            let key = pinned.key()?;
-            pinned.write_control(&Control {
-                armed: 1,
-                mode: transition::mode_code(request.mode),
-                key,
-                ranges: ranges.len() as u64,
-                slot_compiled: [1, 1],
-                ..Control::default()
-            })
-        });
+        let armed = pin_all(tunable, &self.root, &dir, object, &mut links, sweep)
+            .and_then(|()| policy.map_or(Ok(()), |p| p.pin(tunable, &dir)))
+            .and_then(|()| {
+                let key = pinned.key()?;
+                pinned.write_control(&Control {
+                    armed: 1,
+                    mode: transition::mode_code(request.mode),
+                    key,
+                    ranges: ranges.len() as u64,
+                    slot_kind: [abi::SlotKind::Compiled as u64; 2],
+                    ..Control::default()
+                })
+            });
         if let Err(e) = armed {
             // The pins made so far would keep the (disarmed) probes alive.
             let _ = remove_pins(tunable, &dir);
@@ -305,12 +359,7 @@ impl SieRuntime {
         }
         timings.pin = start.elapsed();
 
-        let transition = match transition::move_to(
-            &pinned,
-            Setting::Value(request.value),
-            &entries,
-            request.timeout,
-        ) {
+        let transition = match transition::move_to(&pinned, setting, &entries, request.timeout) {
             Ok(t) => t,
             Err(e) => {
                 // Aborted or failed before any task switched: take the tunable back out.
@@ -334,9 +383,20 @@ impl SieRuntime {
         value: i64,
         timeout: Duration,
     ) -> Result<Transition, SieError> {
-        let entries = program.entries(value)?;
+        self.retune(program, Tuning::Value(value), timeout)
+    }
+
+    /// As [`SieRuntime::set`], for either kind of generation: a tunable loaded with a policy
+    /// changes its default with [`Tuning::Policy`].
+    pub fn retune(
+        &self,
+        program: &SieProgram,
+        tuning: Tuning,
+        timeout: Duration,
+    ) -> Result<Transition, SieError> {
+        let (setting, entries) = tuning.entries(program)?;
         let pinned = self.pinned(program.tunable())?;
-        transition::move_to(&pinned, Setting::Value(value), &entries, timeout)
+        transition::move_to(&pinned, setting, &entries, timeout)
     }
 
     /// The transition state of a loaded tunable. A pending per-task transition is swept once
@@ -367,6 +427,37 @@ impl SieRuntime {
                 })
             })
             .collect()
+    }
+
+    /// What the X-tune policy of a loaded tunable chose and what its range refused (all
+    /// zero without a policy).
+    pub fn policy_stats(&self, tunable: &str) -> Result<PolicyStats, SieError> {
+        let map = open_pinned(
+            tunable,
+            &self.dir(tunable)?,
+            POLICY_STATS_PIN,
+            abi::POLICY_STATS_SIZE,
+        )?;
+        let value = map
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| map_error(tunable, "reading", POLICY_STATS_MAP, source))?
+            .unwrap_or_default();
+        PolicyStats::from_bytes(&value).ok_or_else(|| SieError::Layout {
+            map: POLICY_STATS_MAP.to_owned(),
+            found: value.len() as u32,
+            expected: abi::POLICY_STATS_SIZE,
+        })
+    }
+
+    /// The image of the `.data.kx_params` section of a loaded tunable's policy.
+    pub fn policy_params(&self, tunable: &str) -> Result<Vec<u8>, SieError> {
+        super::policy::read_params(tunable, &self.dir(tunable)?)
+    }
+
+    /// Replaces the image of the policy's `.data.kx_params` section (the policy reads the new
+    /// values at its next decision).
+    pub fn set_policy_params(&self, tunable: &str, image: &[u8]) -> Result<(), SieError> {
+        super::policy::write_params(tunable, &self.dir(tunable)?, image)
     }
 
     /// Unloads `tunable`: moves it back to the compiled value as its mode says (waiting at
@@ -594,6 +685,7 @@ fn pin_all(
         }
     };
     for (name, pin) in [
+        (POLICY_STATS_MAP, POLICY_STATS_PIN),
         (PROBES_MAP, "probes"),
         (STATS_MAP, "stats"),
         (CONTROL_MAP, "control"),

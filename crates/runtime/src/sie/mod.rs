@@ -95,6 +95,7 @@
 mod abi;
 mod global_mode;
 mod loader;
+mod policy;
 mod program;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -106,11 +107,13 @@ use std::path::PathBuf;
 
 use kernelx_plan::{OutOfRange, TunableOutOfRange};
 
-pub use abi::ProbeStats;
+pub use abi::{PolicyStats, ProbeStats};
 pub use loader::{
     DEFAULT_PIN_ROOT, LoadRequest, LoadTimings, Loaded, ProbeTarget, SieRuntime, SpanAddress,
+    Tuning,
 };
-pub use program::{Probe, ProbeRole, ProgramSpan, SieProgram};
+pub use policy::PolicyLoad;
+pub use program::{PolicyBound, Probe, ProbeRole, ProgramSpan, SieProgram};
 pub use trace::{
     ControlState, LEASE as TRACE_LEASE, TaskMove, TraceEvent, TraceSession, Trigger, TriggerOutcome,
 };
@@ -142,6 +145,41 @@ pub enum SieError {
         site: String,
         /// What it needs.
         what: String,
+    },
+    /// A site an X-tune policy cannot drive.
+    #[error(
+        "tunable '{tunable}' cannot take a policy: site {site}: {what}; nothing was loaded \
+         (`--value V` loads one fixed value)"
+    )]
+    PolicyUnsupported {
+        /// The tunable.
+        tunable: String,
+        /// The site's id.
+        site: String,
+        /// Why.
+        what: String,
+    },
+    /// A policy object the kernel or libbpf refused, or one without a policy in it.
+    #[error(
+        "tunable '{tunable}': the policy {source_file} cannot be loaded: {what}; nothing was \
+         loaded"
+    )]
+    Policy {
+        /// The tunable.
+        tunable: String,
+        /// The policy's source file.
+        source_file: String,
+        /// What went wrong.
+        what: String,
+    },
+    /// `set --param` on a tunable whose policy has no parameters (or that has no policy).
+    #[error(
+        "tunable '{tunable}' has no policy parameters: only a policy loaded with `--policy` \
+         that declares KX_PARAM(...) has them"
+    )]
+    NoPolicyParams {
+        /// The tunable.
+        tunable: String,
     },
     /// More probes than the program's map holds.
     #[error("tunable '{tunable}' needs {probes} probes; the SIE program holds at most {max}")]

@@ -6,7 +6,8 @@ use kernelx_plan::MagicMismatch;
 use kernelx_plan::magic::check_form;
 use kernelx_plan::{
     Address, BoundReason, CodeRange, CombineOp, CompareOp, FlagSet, Gpr, Input, MagicForm,
-    OutOfRange, Place, Recipe, RegOperand, Site, TunablePlan, TunableRange, UndoOp, Update, Width,
+    OutOfRange, Place, Recipe, RegOperand, Relation, Restriction, Site, TunablePlan, TunableRange,
+    UndoOp, Update, Width,
 };
 
 use super::SieError;
@@ -314,6 +315,83 @@ impl SieProgram {
             .collect()
     }
 
+    /// The map entries of an X-tune policy generation: pre-probes as for `default`, and
+    /// every update probe computing IV' from the V' the policy chooses per trigger, within
+    /// the tunable's range (`bound` says what happens to a value outside it). `default` is
+    /// what the policy is given and what a rejected value falls back to. Refuses a tunable
+    /// with a division site: the program cannot derive a magic multiplier per trigger.
+    pub(crate) fn policy_entries(
+        &self,
+        default: i64,
+        bound: PolicyBound,
+    ) -> Result<Vec<ProbeEntry>, SieError> {
+        let mut entries = self.entries(default)?;
+        let pow2 = self
+            .range
+            .restrictions
+            .iter()
+            .any(|r| r.restriction == Restriction::PowerOfTwo);
+        let vflags = match bound {
+            PolicyBound::Reject => 0,
+            PolicyBound::Clamp => abi::V_CLAMP,
+        } | if pow2 { abi::V_POW2 } else { 0 };
+        for (probe, entry) in self.probes.iter().zip(&mut entries) {
+            let Some((recipe, rel, rel_a, rel_b)) = self.policy_relation(probe)? else {
+                continue;
+            };
+            *entry = ProbeEntry {
+                policy: 1,
+                rel: rel as u64,
+                rel_a,
+                rel_b,
+                iv_mask: recipe.iv_width.mask(),
+                vmin: self.range.min,
+                vmax: self.range.max,
+                vflags,
+                dflt: default,
+                ..*entry
+            };
+        }
+        Ok(entries)
+    }
+
+    /// Whether an X-tune policy can drive every site (not a division: the program cannot
+    /// derive a magic multiplier per trigger); the site that cannot, named.
+    pub fn check_policy(&self) -> Result<(), SieError> {
+        for probe in &self.probes {
+            self.policy_relation(probe)?;
+        }
+        Ok(())
+    }
+
+    /// The recipe and IV' = f(V') of an update probe, as a policy entry carries it; `None`
+    /// for a pre-probe.
+    fn policy_relation<'p>(
+        &self,
+        probe: &'p Probe,
+    ) -> Result<Option<(&'p Recipe, abi::RelationCode, i64, i64)>, SieError> {
+        let Work::Update { recipe, .. } = &probe.work else {
+            return Ok(None);
+        };
+        let (rel, a, b) = match recipe.relation {
+            Relation::Affine { a, b } => (abi::RelationCode::Affine, a, b),
+            Relation::Exp2 { k, b } => (abi::RelationCode::Exp2, k, b),
+            Relation::Log2 { a, b } => (abi::RelationCode::Log2, a, b),
+            Relation::UnsignedDivision { .. } | Relation::SignedDivision { .. } => {
+                return Err(SieError::PolicyUnsupported {
+                    tunable: self.tunable.clone(),
+                    site: probe.site.clone(),
+                    what: format!(
+                        "its code divides by the value ({}); the program cannot derive a \
+                         division's magic multiplier per trigger",
+                        recipe.relation
+                    ),
+                });
+            }
+        };
+        Ok(Some((recipe, rel, a, b)))
+    }
+
     /// What `probe` does at V' = `value` (a value already checked against the range).
     fn work_entry(&self, probe: &Probe, value: i64) -> Result<ProbeEntry, SieError> {
         match &probe.work {
@@ -356,6 +434,27 @@ impl SieProgram {
                     }
                 })
             }
+        }
+    }
+}
+
+/// What a policy generation does with a value outside the tunable's range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyBound {
+    /// The trigger uses the default instead (counted as rejected).
+    #[default]
+    Reject,
+    /// The nearest valid value (counted as clamped).
+    Clamp,
+}
+
+impl PolicyBound {
+    /// `reject` or `clamp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyBound::Reject => "reject",
+            PolicyBound::Clamp => "clamp",
         }
     }
 }

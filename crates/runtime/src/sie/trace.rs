@@ -436,7 +436,7 @@ mod tests {
             target_gen,
             stable_gen,
             slot_value: [0, 64],
-            slot_compiled: [1, 0],
+            slot_kind: [1, 0],
             ..Control::default()
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::SieError;
-use super::abi::{self, Control, Inside, ModeCode, ProbeEntry, TransitionCode};
+use super::abi::{self, Control, Inside, ModeCode, ProbeEntry, SlotKind, TransitionCode};
 use super::loader::{self, map_error};
 use crate::state::Mode;
 
@@ -35,6 +35,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 pub enum Setting {
     /// V'.
     Value(i64),
+    /// An X-tune policy chooses V' per trigger; its default.
+    Policy(i64),
     /// The compiled value: the probes do nothing.
     Compiled,
 }
@@ -43,6 +45,7 @@ impl std::fmt::Display for Setting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Setting::Value(v) => write!(f, "{v}"),
+            Setting::Policy(default) => write!(f, "the policy's choice (default {default})"),
             Setting::Compiled => f.write_str("the built-in value"),
         }
     }
@@ -288,10 +291,11 @@ pub(super) fn mode_code(mode: Mode) -> u64 {
 
 pub(super) fn slot_setting(control: &Control, generation: u64) -> Setting {
     let slot = (generation % abi::SLOTS) as usize;
-    if control.slot_compiled[slot] != 0 {
-        Setting::Compiled
-    } else {
-        Setting::Value(control.slot_value[slot])
+    let value = control.slot_value[slot];
+    match control.slot_kind[slot] {
+        k if k == SlotKind::Compiled as u64 => Setting::Compiled,
+        k if k == SlotKind::Policy as u64 => Setting::Policy(value),
+        _ => Setting::Value(value),
     }
 }
 
@@ -335,11 +339,13 @@ pub(super) fn move_to(
     let generation = control.target_gen + 1;
     let slot = (generation % abi::SLOTS) as usize;
     pinned.write_slot(generation, entries)?;
-    control.slot_value[slot] = match to {
-        Setting::Value(v) => v,
-        Setting::Compiled => 0,
+    let (value, kind) = match to {
+        Setting::Value(v) => (v, SlotKind::Value),
+        Setting::Policy(default) => (default, SlotKind::Policy),
+        Setting::Compiled => (0, SlotKind::Compiled),
     };
-    control.slot_compiled[slot] = u64::from(to == Setting::Compiled);
+    control.slot_value[slot] = value;
+    control.slot_kind[slot] = kind as u64;
     control.started_ns = monotonic_ns();
     control.target_gen = generation;
     match mode {
