@@ -99,10 +99,19 @@ aborts and nothing is loaded. The mode stays with the tunable for `set` and `unl
 The state is pinned under /sys/fs/bpf/kernelx/<TUNABLE>/ and outlives this process; loading a
 loaded tunable is an error (`kernelx unload` it first).
 
+--policy FILE loads an X-tune policy (BPF C, see `kernelx gen`) that chooses the value per
+trigger; --value is then its default. It is compiled first with clang against the running
+kernel's BTF (vmlinux.h, generated once into ~/.cache/kernelx/btf/); a compile error is shown
+with its file:line and nothing is loaded. The policy is asked only where a task may take a new
+value (outside every safe span); the task keeps that value through the span. A value outside
+the plan's range is rejected (the trigger uses the default) or, with --out-of-range clamp,
+clamped; `kernelx status` counts both.
+
 Examples:
   kernelx load PIPE_DEF_BUFFERS --value 32
   kernelx load plans/pipe.plan.json --tunable PIPE_DEF_BUFFERS --value 32 --json
-  kernelx load PIPE_DEF_BUFFERS --value 32 --module kmod/build/kernelx.ko")]
+  kernelx load PIPE_DEF_BUFFERS --value 32 --module kmod/build/kernelx.ko
+  kernelx load PIPE_DEF_BUFFERS --policy examples/policies/cgroup_hint.bpf.c --mode per-task")]
     Load(LoadArgs),
 
     /// Change the value of a loaded tunable (a map write: no reload, no compiler).
@@ -115,9 +124,14 @@ refuses a new value (except going back to the value they use). A value outside t
 plan allows is refused with the reason, and nothing changes. Takes the state lock, as `kernelx
 load` does.
 
+With a policy: VALUE changes the policy's default (as a new generation, like a value), and
+--param NAME=V changes a parameter the policy declared with KX_PARAM (a write the policy sees at
+its next decision; `kernelx status` shows them).
+
 Examples:
   kernelx set PIPE_DEF_BUFFERS 64
-  kernelx set PIPE_DEF_BUFFERS 0x40")]
+  kernelx set PIPE_DEF_BUFFERS 0x40
+  kernelx set PIPE_DEF_BUFFERS --param cgroup=4242 --param value=64")]
     Set(SetArgs),
 
     /// Print the current value of a loaded tunable.
@@ -199,9 +213,16 @@ Examples:
 
     /// Write an X-tune policy stub (BPF C) for a tunable, to edit and load with --policy.
     #[command(after_help = "\
+The stub includes kernelx_policy.h (the API: KX_POLICY, KX_PARAM, KX_SAVE_ARGS, kx_cgroup_id(),
+kx_pid(), kx_cpu(), kx_task(), kx_arg(n); its comments are the reference), names every probe
+that asks the policy with its site, and returns a parameter that holds the tunable's default: it
+compiles and loads as written, and changes nothing until edited or its parameter is set.
+A tunable whose sites no policy can drive (a division by the value) is refused with the site.
+
 Examples:
-  kernelx gen pipe_def_buffers -o pipe_policy.bpf.c
-  kernelx load pipe_def_buffers --policy pipe_policy.bpf.c")]
+  kernelx gen PIPE_DEF_BUFFERS -o pipe_policy.bpf.c
+  kernelx gen PIPE_DEF_BUFFERS -o -          # to stdout
+  kernelx load PIPE_DEF_BUFFERS --policy pipe_policy.bpf.c")]
     Gen(GenArgs),
 
     /// Remove what KernelX left behind that nothing uses: stale load records, build artefacts.
@@ -346,9 +367,8 @@ pub struct RunArgs {
     pub value: Option<i64>,
     #[command(flatten)]
     pub transition: TransitionArgs,
-    /// An X-tune policy (BPF C) deciding the value per trigger instead of one fixed value.
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// As `kernelx build --exclude-unit` (repeatable).
     #[arg(long = "exclude-unit", value_name = "UNIT")]
     pub exclude_units: Vec<PathBuf>,
@@ -375,12 +395,35 @@ pub struct LoadArgs {
     pub transition: TransitionArgs,
     #[command(flatten)]
     pub module: ModuleArg,
-    /// An X-tune policy (BPF C) deciding the value per trigger instead of one fixed value.
-    #[arg(long, value_name = "FILE", conflicts_with = "value")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Print the loaded tunable as JSON (the format of `kernelx status --json`).
     #[arg(long)]
     pub json: bool,
+}
+
+// `--policy` and what happens to its out-of-range values, shared by `load` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// An X-tune policy (BPF C) choosing the value per trigger; --value is its default.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// What a policy's value outside the plan's range does: reject (the trigger uses the
+    /// default) or clamp (the nearest valid value).
+    #[arg(
+        long,
+        value_name = "ACTION",
+        value_enum,
+        default_value = "reject",
+        requires = "policy"
+    )]
+    pub out_of_range: OutOfRangeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutOfRangeArg {
+    Reject,
+    Clamp,
 }
 
 // `--module`, shared by the commands that may have to load the kernelx module.
@@ -397,9 +440,17 @@ pub struct SetArgs {
     /// A loaded tunable.
     #[arg(value_name = "TUNABLE")]
     pub tunable: String,
-    /// The new value (decimal or 0x-hex).
-    #[arg(value_name = "VALUE", allow_negative_numbers = true, value_parser = parse_value)]
-    pub value: i64,
+    /// The new value (decimal or 0x-hex); with a policy, its default.
+    #[arg(
+        value_name = "VALUE",
+        allow_negative_numbers = true,
+        value_parser = parse_value,
+        required_unless_present = "params"
+    )]
+    pub value: Option<i64>,
+    /// A policy parameter, NAME=V (repeatable; decimal, negative or 0x-hex).
+    #[arg(long = "param", value_name = "NAME=V")]
+    pub params: Vec<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -516,12 +567,18 @@ pub struct TraceArgs {
 
 #[derive(Debug, Args)]
 pub struct GenArgs {
-    /// A built tunable.
-    #[arg(value_name = "TUNABLE")]
-    pub tunable: String,
-    /// Where to write the stub (default: <TUNABLE>.bpf.c).
+    /// A plan file, or the name of a tunable in the plan store (`kernelx table list`).
+    #[arg(value_name = "PLAN|TUNABLE")]
+    pub target: String,
+    /// Which tunable of a plan file holding several.
+    #[arg(long, value_name = "NAME")]
+    pub tunable: Option<String>,
+    /// Where to write the stub (default: <tunable>.bpf.c, lowercase; `-`: stdout).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -633,6 +690,6 @@ mod tests {
             panic!("parsed {cli:?}")
         };
         assert_eq!(set.wait.timeout, Some(Duration::from_millis(2500)));
-        assert_eq!(set.value, 5);
+        assert_eq!(set.value, Some(5));
     }
 }

@@ -10,14 +10,16 @@ use kernelx_runtime::host::HostView;
 use kernelx_runtime::lock::StateLock;
 use std::time::Duration;
 
-use kernelx_runtime::sie::{LoadRequest as SieLoad, Loaded, ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::sie::{
+    LoadRequest as SieLoad, Loaded, PolicyBound, PolicyLoad, ProbeTarget, SieProgram, SieRuntime,
+};
 use kernelx_runtime::state::{LoadRecord, Mode, StateDir};
 use kernelx_runtime::targets::{verified_addresses, verified_spans};
 use kernelx_runtime::verify::{LiveKernel, verify};
 
 use crate::args::LoadArgs;
 use crate::table::plan_store;
-use crate::{module, status, transition};
+use crate::{module, policy, status, transition};
 
 /// Test-only hook (the lab tests' kill of an interrupted load): when set, `load` stops after
 /// the probes are pinned and armed, before it writes its record, and waits to be killed.
@@ -37,6 +39,8 @@ pub struct LoadRequest<'a> {
     pub timeout: Duration,
     /// The kernelx module to insert when it is missing.
     pub module: Option<&'a Path>,
+    /// An X-tune policy's source (`value` is then its default), and its out-of-range action.
+    pub policy: Option<(&'a Path, PolicyBound)>,
     /// Print JSON.
     pub json: bool,
 }
@@ -54,6 +58,7 @@ pub fn run(args: &LoadArgs, out: &mut impl Write, err: &mut impl Write) -> anyho
             mode,
             timeout,
             module: args.module.module.as_deref(),
+            policy: policy::requested(&args.policy),
             json: args.json,
         },
         out,
@@ -72,6 +77,13 @@ pub fn load(
         .plan
         .tunable(name)
         .with_context(|| format!("the plan has no tunable named `{name}`"))?;
+    // Compiled before the lock: clang may take a while, and a broken policy changes nothing.
+    let policy = request
+        .policy
+        .map(|(source, bound)| {
+            policy::prepare(source, bound, &SieProgram::from_plan(tunable)?, err)
+        })
+        .transpose()?;
     let runtime = SieRuntime::system();
     let state = StateDir::system();
     let _lock = StateLock::acquire(state.dir())?;
@@ -84,7 +96,13 @@ pub fn load(
     }
     let host = HostView::system();
     let inserted = module::ensure_loaded(&host, request.module, err)?;
-    let (loaded, addresses, value) = match attach(request, tunable, host, &runtime) {
+    let (loaded, addresses, value) = match attach(
+        request,
+        tunable,
+        policy.as_ref().map(|p| p.load.clone()),
+        host,
+        &runtime,
+    ) {
         Ok(attached) => attached,
         Err(e) => {
             // A refused load leaves the kernel as it found it, module included.
@@ -109,6 +127,7 @@ pub fn load(
         mode: request.mode,
         value,
         addresses,
+        policy: policy.map(|p| p.record),
     };
     if let Err(e) = state.write(&record) {
         // Without its record the tunable could not be changed or shown: take it back out.
@@ -118,9 +137,13 @@ pub fn load(
             Err(u) => format!("recording the load of `{name}`; unloading it again failed too: {u}"),
         }));
     }
+    let what = match &record.policy {
+        Some(p) => format!("the policy {} (default {value})", p.source.display()),
+        None => value.to_string(),
+    };
     writeln!(
         err,
-        "loaded {name} = {value} ({} mode): {} probes at verified addresses (BPF program load \
+        "loaded {name} = {what} ({} mode): {} probes at verified addresses (BPF program load \
          {:?}{}, attach {:?})",
         request.mode.name(),
         loaded.targets.len(),
@@ -145,6 +168,7 @@ pub fn load(
 fn attach(
     request: &LoadRequest<'_>,
     tunable: &TunablePlan,
+    policy: Option<PolicyLoad>,
     host: HostView,
     runtime: &SieRuntime,
 ) -> anyhow::Result<(Loaded, Vec<u64>, i64)> {
@@ -164,6 +188,7 @@ fn attach(
         mode: request.mode,
         spans,
         timeout: request.timeout,
+        policy,
     };
     let loaded = runtime.load(&program, &sie_load, |probe| {
         let index = program
@@ -178,7 +203,7 @@ fn attach(
 
 /// The plan `target` names: a file when it exists or ends in `.json`, else a tunable of the
 /// plan store.
-fn read_plan(target: &str) -> anyhow::Result<Plan> {
+pub(crate) fn read_plan(target: &str) -> anyhow::Result<Plan> {
     let path = Path::new(target);
     if path.exists() || target.ends_with(".json") {
         return Plan::read(path).with_context(|| format!("reading the plan {target}"));
@@ -194,7 +219,11 @@ fn read_plan(target: &str) -> anyhow::Result<Plan> {
 }
 
 /// The tunable to load: `--tunable`, else the plan's only one (a store name is the tunable).
-fn pick_tunable(plan: &Plan, target: &str, wanted: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn pick_tunable(
+    plan: &Plan,
+    target: &str,
+    wanted: Option<&str>,
+) -> anyhow::Result<String> {
     let names: Vec<&str> = plan.tunables.iter().map(|t| t.name.as_str()).collect();
     match (wanted, &names[..]) {
         (Some(w), _) if names.contains(&w) => Ok(w.to_owned()),

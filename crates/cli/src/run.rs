@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::args::{BuildArgs, RunArgs};
 use crate::load::{self, LoadRequest};
-use crate::{build, transition};
+use crate::{build, policy, transition};
 
 /// Runs `kernelx run`: the build report to `err` (stdout is the load's), then each load.
 pub fn run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
@@ -35,6 +35,7 @@ pub fn run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> anyhow
                 mode,
                 timeout,
                 module: args.module.module.as_deref(),
+                policy: policy::requested(&args.policy),
                 json: args.json,
             },
             out,

@@ -9,7 +9,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use kernelx_runtime::host::HostView;
 use kernelx_runtime::kprobes::Kprobes;
 use kernelx_runtime::sie::{ProbeRole, SieRuntime, TransitionStateCode};
-use kernelx_runtime::state::{self, StateDir, TunableStatus};
+use kernelx_runtime::state::{self, PolicyStatus, StateDir, TunableStatus};
 
 use crate::args::StatusArgs;
 
@@ -69,9 +69,13 @@ pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()
         .map_or("the built-in value".to_owned(), |v| v.to_string());
     let default = status.default.map_or("?".to_owned(), |v| v.to_string());
     let mode = status.mode.map_or("?", |m| m.name());
+    let value = match (&status.policy, status.value) {
+        (Some(_), Some(_)) => format!("value chosen by a policy (default {value}, built-in"),
+        _ => format!("value {value} (built-in"),
+    };
     writeln!(
         out,
-        "{}: value {value} (built-in {default}), mode {mode}, {} probes pinned under {}",
+        "{}: {value} {default}), mode {mode}, {} probes pinned under {}",
         status.name,
         status.probes.len(),
         status.pin_dir.display()
@@ -101,6 +105,9 @@ pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()
                     .join(", ")
             )?,
         }
+    }
+    if let Some(p) = &status.policy {
+        render_policy(p, out)?;
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -133,6 +140,34 @@ pub fn render(status: &TunableStatus, out: &mut impl Write) -> anyhow::Result<()
         ]);
     }
     writeln!(out, "{table}")?;
+    Ok(())
+}
+
+/// The policy lines of a tunable loaded with one.
+fn render_policy(p: &PolicyStatus, out: &mut impl Write) -> anyhow::Result<()> {
+    let last = p
+        .last_value
+        .map_or(String::new(), |v| format!(", last value {v}"));
+    writeln!(
+        out,
+        "  policy {} (sha256 {}): {} decisions{last}",
+        p.source.display(),
+        &p.source_hash[..p.source_hash.len().min(12)],
+        p.decisions
+    )?;
+    if let Some((value, at)) = &p.last_out_of_range {
+        writeln!(
+            out,
+            "  out of range ({}): {} rejected, {} clamped; last {value} at {at}",
+            p.out_of_range.name(),
+            p.rejected,
+            p.clamped
+        )?;
+    }
+    if !p.params.is_empty() {
+        let params: Vec<String> = p.params.iter().map(ToString::to_string).collect();
+        writeln!(out, "  parameters: {}", params.join(" "))?;
+    }
     Ok(())
 }
 
@@ -175,6 +210,7 @@ mod tests {
                 hits: 7,
                 errors: 0,
             }],
+            policy: None,
         }
     }
 
@@ -249,6 +285,38 @@ mod tests {
             "{}",
             text(&aborted)
         );
+    }
+
+    #[test]
+    fn a_policy_shows_its_file_choices_refusals_and_parameters() {
+        let status = TunableStatus {
+            policy: Some(PolicyStatus {
+                source: PathBuf::from("examples/policies/cgroup_hint.bpf.c"),
+                source_hash: "0123456789abcdef0123".to_owned(),
+                out_of_range: kernelx_runtime::sie::PolicyBound::Reject,
+                decisions: 12,
+                rejected: 2,
+                clamped: 0,
+                last_out_of_range: Some((0, "alloc_pipe_info+0x71".to_owned())),
+                last_value: Some(64),
+                params: vec![kernelx_runtime::policy::ParamValue {
+                    name: "cgroup".to_owned(),
+                    size: 8,
+                    bits: 4242,
+                }],
+            }),
+            ..loaded()
+        };
+        let text = text(&status);
+        for line in [
+            "PIPE_DEF_BUFFERS: value chosen by a policy (default 32, built-in 16), mode immediate",
+            "  policy examples/policies/cgroup_hint.bpf.c (sha256 0123456789ab): 12 decisions, \
+             last value 64\n",
+            "  out of range (reject): 2 rejected, 0 clamped; last 0 at alloc_pipe_info+0x71\n",
+            "  parameters: cgroup=4242\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing in\n{text}");
+        }
     }
 
     #[test]

@@ -261,6 +261,7 @@ fn role(role: ProbeRole) -> &'static str {
 fn value(setting: Option<Setting>) -> String {
     match setting {
         Some(Setting::Value(v)) => format!("value {v}"),
+        Some(Setting::Policy(default)) => format!("policy, default {default}"),
         Some(Setting::Compiled) => "built-in value".to_owned(),
         None => "value ? (an older generation)".to_owned(),
     }

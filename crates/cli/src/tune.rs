@@ -6,46 +6,71 @@ use std::io::Write;
 
 use anyhow::{Context as _, bail};
 use kernelx_runtime::lock::StateLock;
-use kernelx_runtime::sie::{SieProgram, SieRuntime};
+use kernelx_runtime::sie::{SieProgram, SieRuntime, Tuning};
 use kernelx_runtime::state::{LoadRecord, StateDir};
 
 use crate::args::{GetArgs, SetArgs};
-use crate::transition;
+use crate::{policy, transition};
 
-/// Runs `kernelx set`; the change to `out`.
+/// Runs `kernelx set`; the change to `out`. Parameters are written first: a refused one
+/// changes nothing, not even the value.
 pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let state = StateDir::system();
     let _lock = StateLock::acquire(state.dir())?;
     let runtime = SieRuntime::system();
     let mut record = loaded_record(&runtime, &state, &args.tunable)?;
+    if !args.params.is_empty() {
+        policy::set_params(
+            &runtime,
+            &args.tunable,
+            record.policy.as_ref(),
+            &args.params,
+        )?;
+        writeln!(out, "{}: {}", args.tunable, args.params.join(" "))?;
+    }
+    let Some(value) = args.value else {
+        return Ok(());
+    };
     let tunable = record
         .tunable()
         .expect("loaded_record checks the tunable")
         .clone();
     let old = record.value;
-    tunable.range.check(args.value).with_context(|| {
+    tunable.range.check(value).with_context(|| {
         format!(
-            "`kernelx set {} {}` is refused; nothing was changed",
-            args.tunable, args.value
+            "`kernelx set {} {value}` is refused; nothing was changed",
+            args.tunable
         )
     })?;
     let program = SieProgram::from_plan(&tunable)?;
+    let tuning = match &record.policy {
+        Some(policy) => Tuning::Policy {
+            default: value,
+            bound: policy.out_of_range,
+        },
+        None => Tuning::Value(value),
+    };
     let change = runtime
-        .set(&program, args.value, transition::timeout(&args.wait))
+        .retune(&program, tuning, transition::timeout(&args.wait))
         .with_context(|| {
             format!(
-                "`kernelx set {} {}` failed in the kernel",
-                args.tunable, args.value
+                "`kernelx set {} {value}` failed in the kernel",
+                args.tunable
             )
         })?;
-    record.value = args.value;
+    record.value = value;
     state.write(&record).with_context(|| {
         format!(
-            "{} is set to {} in the kernel, but its record was not updated",
-            args.tunable, args.value
+            "{} is set to {value} in the kernel, but its record was not updated",
+            args.tunable
         )
     })?;
-    writeln!(out, "{}: {old} -> {}", args.tunable, args.value)?;
+    let what = if record.policy.is_some() {
+        "policy default "
+    } else {
+        ""
+    };
+    writeln!(out, "{}: {what}{old} -> {value}", args.tunable)?;
     transition::report(&args.tunable, &change, out)
 }
 

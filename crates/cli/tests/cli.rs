@@ -85,41 +85,50 @@ fn every_command_help_has_examples() {
 }
 
 #[test]
-fn commands_not_available_yet_say_so_and_fail() {
-    let cases: &[(&[&str], &str, &[&str])] = &[
-        (
-            &["run", "pipe.toml", "--policy", "p.bpf.c"],
-            "run --policy",
-            &["issue #5"],
-        ),
-        (
-            &["load", "pipe_def_buffers", "--policy", "p.bpf.c"],
-            "load --policy",
-            &["issue #5"],
-        ),
-        (&["gen", "t", "-o", "t.bpf.c"], "gen", &["issue #5"]),
-    ];
-    for (args, command, issues) in cases {
-        let output = kernelx(args);
-        let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "kernelx {args:?}: {err}");
-        assert!(
-            err.starts_with(&format!(
-                "error: `kernelx {command}` is not available yet: "
-            )),
-            "kernelx {args:?}: {err}"
-        );
-        for issue in *issues {
-            assert!(
-                err.contains(issue),
-                "kernelx {args:?} should cite {issue}: {err}"
-            );
-        }
-        assert!(
-            stdout(&output).is_empty(),
-            "kernelx {args:?} printed to stdout"
-        );
+fn gen_writes_a_stub_naming_each_probe_and_refuses_divisions() {
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../analyze/testdata/golden/pipe_def_buffers_fs.plan.json"
+    );
+    let output = kernelx(&["gen", plan, "-o", "-"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for needle in [
+        "#include \"kernelx_policy.h\"",
+        "KX_PROBE_ALLOC_PIPE_INFO_81 = ",
+        "KX_PARAM(__s64, value, 16);",
+        "KX_POLICY(ctx, probe, dflt)",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
+    let temp = tempfile::tempdir().unwrap();
+    let stub = temp.path().join("pipe.bpf.c");
+    let stub_arg = stub.to_str().unwrap();
+    let output = kernelx(&["gen", plan, "-o", stub_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&stub).unwrap(), text);
+    let output = kernelx(&["gen", plan, "-o", stub_arg]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("exists"), "{}", stderr(&output));
+
+    let division = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../analyze/testdata/golden/target_module/KX_TARGET_DIV.plan.json"
+    );
+    let output = kernelx(&["gen", division, "-o", "-"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot take a policy") && err.contains("divides by the value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn out_of_range_needs_a_policy() {
+    let output = kernelx(&["load", "p.plan.json", "--out-of-range", "clamp"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--policy"), "{}", stderr(&output));
 }
 
 #[test]

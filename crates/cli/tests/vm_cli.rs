@@ -11,163 +11,14 @@
 
 use std::fs;
 use std::io::{BufRead as _, BufReader};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const PLAN: &str = "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json";
-const TUNABLE: &str = "PIPE_DEF_BUFFERS";
-const PIN_ROOT: &str = "/sys/fs/bpf/kernelx";
-const PAGE: i64 = 4096;
+mod common;
 
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-fn module_path() -> PathBuf {
-    std::env::var_os("KERNELX_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_path("../../kmod/build/kernelx.ko"))
-}
-
-fn plan_path() -> String {
-    repo_path(PLAN).display().to_string()
-}
-
-/// `kernelx args`, with the module file given through `KERNELX_MODULE`.
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kernelx"));
-    command.args(args).env("KERNELX_MODULE", module_path());
-    command
-}
-
-#[track_caller]
-fn kernelx(args: &[&str]) -> Output {
-    let output = command(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running kernelx {args:?}: {e}"));
-    eprintln!(
-        "$ kernelx {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// `kernelx args`, which must succeed; its stdout.
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let output = kernelx(args);
-    assert!(output.status.success(), "kernelx {args:?} failed");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// `kernelx args`, which must fail; its stderr.
-#[track_caller]
-fn refused(args: &[&str]) -> String {
-    let output = kernelx(args);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "kernelx {args:?} did not fail"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// F_GETPIPE_SZ of a new pipe.
-#[track_caller]
-fn new_pipe_size() -> i64 {
-    let (reader, _writer) = std::io::pipe().expect("pipe()");
-    // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
-    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    assert!(
-        size > 0,
-        "F_GETPIPE_SZ: {}",
-        std::io::Error::last_os_error()
-    );
-    i64::from(size)
-}
-
-fn pinned() -> Vec<String> {
-    fs::read_dir(PIN_ROOT)
-        .map(|dir| {
-            dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[track_caller]
-fn status_json() -> serde_json::Value {
-    serde_json::from_str(&ok(&["status", "--json"])).expect("status --json is JSON")
-}
-
-/// Polls `check` until it returns true or `limit` passes; returns whether it did.
-fn loop_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    check()
-}
-
-fn module_loaded() -> bool {
-    Path::new("/sys/module/kernelx").exists()
-}
-
-/// Starts from nothing loaded and no module; leaves the same when dropped, even after a failed
-/// assertion, so the next test (of this binary or another) starts clean.
-struct Clean;
-
-impl Clean {
-    #[track_caller]
-    fn start() -> Clean {
-        assert!(
-            module_path().is_file(),
-            "{} missing: build kmod/ first",
-            module_path().display()
-        );
-        Clean::reset();
-        assert!(pinned().is_empty(), "left pinned: {:?}", pinned());
-        assert!(!module_loaded(), "the kernelx module could not be removed");
-        assert_eq!(new_pipe_size(), 16 * PAGE, "the built-in pipe size");
-        Clean
-    }
-
-    fn reset() {
-        let _ = command(&["unload", "--all"]).output();
-        // The module goes once the last program reference is released (an RCU callback).
-        loop_until(Duration::from_secs(5), || {
-            !module_loaded()
-                || Command::new("rmmod")
-                    .arg("kernelx")
-                    .status()
-                    .is_ok_and(|s| s.success())
-        });
-    }
-}
-
-impl Drop for Clean {
-    fn drop(&mut self) {
-        Clean::reset();
-    }
-}
-
-/// The golden plan with `edit` applied, written to a temporary file.
-fn edited_plan(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
-    let mut plan: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(repo_path(PLAN)).unwrap()).unwrap();
-    edit(&mut plan);
-    let path = dir.join(name);
-    fs::write(&path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
-    path.display().to_string()
-}
+use common::*;
 
 #[test]
 #[ignore = "needs the lab VM: cargo xtask lab test"]
@@ -432,20 +283,8 @@ const BLOCK_TUNABLE: &str = "KX_TARGET_BLOCK";
 /// KX_TARGET_BLOCK in tests/target-module/kx_target.c: `block` returns x + V.
 const BLOCK_V1: u64 = 0x6b1d;
 const BLOCK_NEW: u64 = 0x100;
-const TARGET: &str = "/sys/kernel/debug/kx_target";
-
-/// The target module, loaded for one test (removed when dropped).
-struct TargetModule;
 
 impl TargetModule {
-    #[track_caller]
-    fn insert() -> TargetModule {
-        let ko = repo_path("../../tests/target-module/build/kx_target.ko");
-        let status = Command::new("insmod").arg(&ko).status().expect("insmod");
-        assert!(status.success(), "insmod {} failed: {status}", ko.display());
-        TargetModule
-    }
-
     fn waiters(&self) -> u32 {
         fs::read_to_string(format!("{TARGET}/waiters"))
             .expect("reading waiters")
@@ -470,23 +309,6 @@ impl TargetModule {
             "the reader of block({x}) did not go to sleep"
         );
         reader
-    }
-
-    /// Wakes every task asleep in kx_target_block.
-    fn release(&self) {
-        fs::write(format!("{TARGET}/release"), "1").expect("writing release");
-    }
-}
-
-impl Drop for TargetModule {
-    fn drop(&mut self) {
-        self.release();
-        loop_until(Duration::from_secs(5), || {
-            Command::new("rmmod")
-                .arg("kx_target")
-                .status()
-                .is_ok_and(|s| s.success())
-        });
     }
 }
 
