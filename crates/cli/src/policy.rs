@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use kernelx_kbuild::Cache;
@@ -40,9 +41,24 @@ pub fn prepare(
 ) -> anyhow::Result<PreparedPolicy> {
     program.check_policy()?;
     let cache = Cache::from_env().context("finding the cache for vmlinux.h")?;
+    let start = Instant::now();
     let compiled = compile_policy(source, &CompileOptions::new(cache.root()))?;
     if !compiled.warnings.is_empty() {
         write!(err, "{}", compiled.warnings)?;
+    }
+    if compiled.cached {
+        writeln!(
+            err,
+            "{}: unchanged since its last compile, the cached object is used",
+            source.display()
+        )?;
+    } else {
+        writeln!(
+            err,
+            "compiled {} in {:.1?} (clang, against the running kernel's BTF)",
+            source.display(),
+            start.elapsed()
+        )?;
     }
     let object = inspect(&compiled.object, source)?;
     Ok(PreparedPolicy {

@@ -656,3 +656,57 @@ fn lab_tree_build_exclude_unit() {
     );
     assert!(!plan_path.exists());
 }
+
+/// `kernelx gen` output compiles unchanged (clang, against the lab kernel's BTF) for every
+/// golden plan whose sites a policy can drive; the lab VM loads a selection of them
+/// (vm_policy).
+#[test]
+#[ignore = "needs KERNELX_LAB_VMLINUX (cargo xtask lab setup)"]
+fn lab_tree_gen_output_compiles_for_every_golden_plan() {
+    use kernelx_runtime::policy::{BtfSource, CompileOptions, compile_policy, inspect};
+
+    let vmlinux = std::env::var_os("KERNELX_LAB_VMLINUX")
+        .expect("KERNELX_LAB_VMLINUX names the lab kernel's debug vmlinux");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gen-policy-cache");
+    let mut options = CompileOptions::new(&cache);
+    options.btf = BtfSource::Elf(vmlinux.into());
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../analyze/testdata/golden");
+    let mut plans = vec![golden.join("pipe_def_buffers_fs.plan.json")];
+    let mut targets: Vec<_> = std::fs::read_dir(golden.join("target_module"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    targets.sort();
+    plans.extend(targets);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut compiled, mut refused) = (Vec::new(), Vec::new());
+    for plan in &plans {
+        let name = plan.file_name().unwrap().to_string_lossy().into_owned();
+        let stub = dir.path().join(format!("{name}.bpf.c"));
+        let output = kernelx(&["gen", plan.to_str().unwrap(), "-o", stub.to_str().unwrap()]);
+        if !output.status.success() {
+            assert!(
+                stderr(&output).contains("divides by the value"),
+                "{name}: {}",
+                stderr(&output)
+            );
+            refused.push(name);
+            continue;
+        }
+        let policy = compile_policy(&stub, &options)
+            .unwrap_or_else(|e| panic!("the stub of {name} does not compile: {e}"));
+        assert_eq!(policy.warnings, "", "{name}");
+        let object = inspect(&policy.object, &stub).unwrap();
+        assert_eq!(object.params.len(), 1, "{name}: the parameter `value`");
+        compiled.push(name);
+    }
+    assert_eq!(
+        refused,
+        [
+            "KX_TARGET_DIV.plan.json",
+            "KX_TARGET_MOD.plan.json",
+            "KX_TARGET_SDIV.plan.json"
+        ]
+    );
+    assert_eq!(compiled.len(), plans.len() - 3);
+}

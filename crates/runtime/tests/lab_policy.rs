@@ -115,6 +115,31 @@ fn lab_tree_minimal_policy_compiles_with_its_params() {
 
 #[test]
 #[ignore = "needs KERNELX_LAB_VMLINUX"]
+fn lab_tree_an_unchanged_policy_is_not_compiled_again_unless_it_includes_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "#include \"kernelx_policy.h\"\nKX_PARAM(__s64, v, 3);\nKX_POLICY(ctx, probe, dflt)\n{\n\treturn v;\n}\n";
+    let source = policy_file(dir.path(), "cached.bpf.c", body);
+    let first = compile_policy(&source, options()).unwrap();
+    let again = compile_policy(&source, options()).unwrap();
+    assert!(again.cached, "the second compile of the same file");
+    assert_eq!(again.object, first.object);
+    assert_eq!(again.source_hash, first.source_hash);
+    // Another source is compiled.
+    let changed = policy_file(dir.path(), "cached.bpf.c", &body.replace("3", "4"));
+    assert!(!compile_policy(&changed, options()).unwrap().cached);
+    // A file of its own could change unseen: never cached.
+    std::fs::write(dir.path().join("mine.h"), "#define V 5\n").unwrap();
+    let own = policy_file(
+        dir.path(),
+        "own.bpf.c",
+        "#include \"kernelx_policy.h\"\n#include \"mine.h\"\nKX_POLICY(ctx, probe, dflt)\n{\n\treturn V;\n}\n",
+    );
+    compile_policy(&own, options()).unwrap();
+    assert!(!compile_policy(&own, options()).unwrap().cached);
+}
+
+#[test]
+#[ignore = "needs KERNELX_LAB_VMLINUX"]
 fn lab_tree_observer_programs_are_listed() {
     let dir = tempfile::tempdir().unwrap();
     let source = policy_file(

@@ -219,6 +219,10 @@ pub fn test(cache: &Cache, kernel: &LabKernel, args: &TestArgs) -> Result<ExitCo
             "KERNELX_MODULE".to_owned(),
             kernelx_module()?.display().to_string(),
         ),
+        (
+            "KERNELX_EXAMPLES".to_owned(),
+            repo_root()?.join("examples/policies").display().to_string(),
+        ),
     ];
     // Generous: a TCG guest on a busy 2-core host runs the suite in about 20 minutes, the
     // stress run alone in about 25.
@@ -307,6 +311,18 @@ step kernelx load PIPE_DEF_BUFFERS --value 64 --mode global
 step pipe_size
 step kernelx unload PIPE_DEF_BUFFERS
 step pipe_size
+# An X-tune policy (examples/policies/cgroup_hint.bpf.c, compiled here with clang against
+# the kernel's BTF): 64 pages for the processes of one cgroup, the default for all others.
+mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null || true
+mkdir -p /sys/fs/cgroup/big-pipes
+step kernelx load PIPE_DEF_BUFFERS --policy "$KERNELX_EXAMPLES/cgroup_hint.bpf.c" --mode per-task
+step kernelx set PIPE_DEF_BUFFERS --param cgroup=$(stat -c %i /sys/fs/cgroup/big-pipes)
+echo; echo "a process in big-pipes, and one outside:"
+( echo 0 > /sys/fs/cgroup/big-pipes/cgroup.procs; pipe_size )
+pipe_size
+step kernelx status PIPE_DEF_BUFFERS
+step kernelx unload PIPE_DEF_BUFFERS
+( echo 0 > /sys/fs/cgroup/big-pipes/cgroup.procs; pipe_size )
 "#;
 
 /// Builds the PIPE_DEF_BUFFERS plan on the host (fs/pipe.c only: see the golden test
@@ -345,6 +361,10 @@ fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         (
             "KERNELX_MODULE".to_owned(),
             kernelx_module()?.display().to_string(),
+        ),
+        (
+            "KERNELX_EXAMPLES".to_owned(),
+            repo_root()?.join("examples/policies").display().to_string(),
         ),
     ];
     exit_code(vm::run(

@@ -88,6 +88,9 @@ pub struct CompiledPolicy {
     pub source_hash: String,
     /// clang's warnings (empty when there were none).
     pub warnings: String,
+    /// The object of an earlier compile of the same source, headers and clang (clang did not
+    /// run).
+    pub cached: bool,
 }
 
 /// Compiles `source` with `clang -target bpf -O2 -g -Wall` against the kernel's `vmlinux.h`
@@ -110,6 +113,17 @@ pub fn compile_policy(
     let include = include_dir(&options.cache)?;
     let vmlinux = vmlinux_header(&options.btf, &options.cache)?;
     let vmlinux_dir = vmlinux.parent().expect("vmlinux.h is in a directory");
+    let source_hash = hex(&Sha256::digest(&text));
+    let cached = cached_object_path(options, &text, &include, vmlinux_dir);
+    if let Some(object) = cached.as_ref().and_then(|path| std::fs::read(path).ok()) {
+        return Ok(CompiledPolicy {
+            object,
+            source: source.to_owned(),
+            source_hash,
+            warnings: String::new(),
+            cached: true,
+        });
+    }
     let temp = tempfile::Builder::new()
         .prefix("kernelx-policy-")
         .tempdir()
@@ -147,12 +161,67 @@ pub fn compile_policy(
         });
     }
     let bytes = std::fs::read(&object).map_err(|e| PolicyError::io(&object, e))?;
+    // Only a clean compile is kept: warnings are shown again on every load.
+    if let Some(path) = cached.filter(|_| diagnostics.trim().is_empty()) {
+        keep_object(&path, &bytes)?;
+    }
     Ok(CompiledPolicy {
         object: bytes,
         source: source.to_owned(),
-        source_hash: hex(&Sha256::digest(&text)),
+        source_hash,
         warnings: diagnostics,
+        cached: false,
     })
+}
+
+/// Where the object of `text` compiled against these headers by this clang is kept
+/// (`<cache>/policies/<hash>.o`): reloading an unchanged policy does not run clang again.
+/// `None` (never cached) for a source that includes files of its own, which the hash would
+/// not see change, or when clang cannot be identified.
+fn cached_object_path(
+    options: &CompileOptions,
+    text: &[u8],
+    include: &Path,
+    vmlinux_dir: &Path,
+) -> Option<PathBuf> {
+    let own_includes = String::from_utf8_lossy(text).lines().any(|line| {
+        let Some(target) = line.trim_start().strip_prefix("#include") else {
+            return false;
+        };
+        let target = target.trim().trim_matches(['"', '<', '>']);
+        !(target == "kernelx_policy.h" || target == "vmlinux.h" || target.starts_with("bpf/"))
+    });
+    if own_includes {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    for part in [
+        text,
+        include.as_os_str().as_encoded_bytes(),
+        vmlinux_dir.as_os_str().as_encoded_bytes(),
+        clang_identity(&options.clang)?.as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let key = &hex(&hasher.finalize())[..32];
+    Some(options.cache.join("policies").join(format!("{key}.o")))
+}
+
+/// Writes `object` to `path` (aside, then renamed: a reader never sees half an object).
+fn keep_object(path: &Path, object: &[u8]) -> Result<(), PolicyError> {
+    let dir = path.parent().expect("a cached object has a directory");
+    std::fs::create_dir_all(dir).map_err(|e| PolicyError::io(dir, e))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".policy-")
+        .tempfile_in(dir)
+        .map_err(|e| PolicyError::io(dir, e))?;
+    std::io::Write::write_all(&mut temp, object).map_err(|e| PolicyError::io(temp.path(), e))?;
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| PolicyError::io(temp.path(), e))?;
+    temp.persist(path)
+        .map_err(|e| PolicyError::io(path, e.error))?;
+    Ok(())
 }
 
 /// clang with the flags every policy compile and the precompiled header share (a precompiled

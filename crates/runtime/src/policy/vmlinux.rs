@@ -59,9 +59,28 @@ const EPILOGUE: &str = "\n#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n\
 /// [`PolicyError::Btf`] when libbpf cannot read the BTF, [`PolicyError::BtfDump`] when a type
 /// cannot be written, [`PolicyError::Io`] for the cache.
 pub fn vmlinux_header(source: &BtfSource, cache: &Path) -> Result<PathBuf, PolicyError> {
+    // The running kernel's BTF file is the raw BTF: hashed as read, it is parsed only when
+    // the header must be written (parsing 2-5 MB of types is most of a cache hit otherwise).
+    let raw_hash = match source {
+        BtfSource::Running => Some(hash(&std::fs::read(source.path()).map_err(|error| {
+            PolicyError::Btf {
+                btf: source.path().to_owned(),
+                error,
+            }
+        })?)),
+        BtfSource::Elf(_) => None,
+    };
+    if let Some(header) = raw_hash.as_ref().map(|h| header_path(cache, h))
+        && header.is_file()
+    {
+        return Ok(header);
+    }
     let btf = Btf::parse(source)?;
-    let dir = cache.join("btf").join(btf.hash());
-    let header = dir.join("vmlinux.h");
+    let header = header_path(cache, &raw_hash.unwrap_or_else(|| btf.hash()));
+    let dir = header
+        .parent()
+        .expect("a header path has a directory")
+        .to_owned();
     if header.is_file() {
         return Ok(header);
     }
@@ -86,6 +105,20 @@ pub fn vmlinux_header(source: &BtfSource, cache: &Path) -> Result<PathBuf, Polic
     temp.persist(&header)
         .map_err(|e| PolicyError::io(&header, e.error))?;
     Ok(header)
+}
+
+/// `<cache>/btf/<hash>/vmlinux.h`.
+fn header_path(cache: &Path, hash: &str) -> PathBuf {
+    cache.join("btf").join(hash).join("vmlinux.h")
+}
+
+/// The cache key of raw BTF bytes: the first 16 hex digits of their sha256.
+fn hash(raw: &[u8]) -> String {
+    Sha256::digest(raw)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A `struct btf` owned by libbpf.
@@ -129,11 +162,7 @@ impl Btf {
             let data = sys::btf__raw_data(self.ptr.as_ptr(), &mut size);
             std::slice::from_raw_parts(data.cast::<u8>(), size as usize)
         };
-        Sha256::digest(raw)
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hash(raw)
     }
 
     fn dump(&self, out: &mut File) -> Result<(), DumpError> {

@@ -557,7 +557,9 @@ mod tests {
                     .and_then(|l| l.strip_prefix(name))
                     .filter(|r| r.starts_with(' '))
                     .or_else(|| line.strip_prefix(name)?.trim_start().strip_prefix('='))?;
-                Some(rest.trim().trim_end_matches(',').to_owned())
+                // The value, without a trailing comment.
+                let value = rest.split("/*").next().unwrap_or_default();
+                Some(value.trim().trim_end_matches(',').to_owned())
             })
             .unwrap_or_else(|| panic!("{name} is not defined in the header"));
         let number = |s: &str| {

@@ -675,15 +675,6 @@ fn pin_all(
             io_error(tunable, "creating", dir)(source)
         }
     })?;
-    let pin_error = |path: &Path| {
-        let tunable = tunable.to_owned();
-        let path = path.to_owned();
-        move |source| SieError::Pin {
-            tunable,
-            path,
-            source,
-        }
-    };
     for (name, pin) in [
         (POLICY_STATS_MAP, POLICY_STATS_PIN),
         (PROBES_MAP, "probes"),
@@ -698,20 +689,31 @@ fn pin_all(
             .maps_mut()
             .find(|m| m.name() == name)
             .expect("the maps were found before");
-        map.pin(&path).map_err(pin_error(&path))?;
+        map.pin(&path).map_err(pin_error(tunable, &path))?;
     }
     let path = dir.join("program");
     let mut prog = object
         .progs_mut()
         .find(|p| p.name() == PROGRAM)
         .expect("the program was found before");
-    prog.pin(&path).map_err(pin_error(&path))?;
+    prog.pin(&path).map_err(pin_error(tunable, &path))?;
     for (index, link) in links.iter_mut().enumerate() {
         let path = dir.join(format!("link-{index:03}"));
-        link.pin(&path).map_err(pin_error(&path))?;
+        link.pin(&path).map_err(pin_error(tunable, &path))?;
     }
     let path = dir.join(SWEEP_PIN);
-    sweep.pin(&path).map_err(pin_error(&path))
+    sweep.pin(&path).map_err(pin_error(tunable, &path))
+}
+
+/// The error of pinning `path` of `tunable`.
+pub(super) fn pin_error(tunable: &str, path: &Path) -> impl FnOnce(libbpf_rs::Error) -> SieError {
+    let tunable = tunable.to_owned();
+    let path = path.to_owned();
+    move |source| SieError::Pin {
+        tunable,
+        path,
+        source,
+    }
 }
 
 /// What the kernel reports as the verifier's instruction count for `prog`.

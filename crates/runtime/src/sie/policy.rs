@@ -15,7 +15,7 @@ use std::path::Path;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, Program};
 
 use super::SieError;
-use super::loader::map_error;
+use super::loader::{map_error, pin_error};
 use super::program::PolicyBound;
 use crate::policy::{PARAMS_SECTION, POLICY_SECTION};
 
@@ -94,15 +94,6 @@ pub(crate) fn load(
 impl LoadedPolicy {
     /// Pins the links and the parameters in `dir` (the tunable's directory).
     pub(crate) fn pin(mut self, tunable: &str, dir: &Path) -> Result<(), SieError> {
-        let pin_error = |path: &Path| {
-            let tunable = tunable.to_owned();
-            let path = path.to_owned();
-            move |source| SieError::Pin {
-                tunable,
-                path,
-                source,
-            }
-        };
         for (name, link) in &mut self.links {
             let pin = if name == POLICY_FUNCTION {
                 POLICY_LINK_PIN.to_owned()
@@ -110,11 +101,11 @@ impl LoadedPolicy {
                 format!("{POLICY_LINK_PIN}-{name}")
             };
             let path = dir.join(pin);
-            link.pin(&path).map_err(pin_error(&path))?;
+            link.pin(&path).map_err(pin_error(tunable, &path))?;
         }
         if let Some(mut map) = self.object.maps_mut().find(|m| m.name() == PARAMS_SECTION) {
             let path = dir.join(PARAMS_PIN);
-            map.pin(&path).map_err(pin_error(&path))?;
+            map.pin(&path).map_err(pin_error(tunable, &path))?;
         }
         Ok(())
     }

@@ -1588,45 +1588,15 @@ mod tests {
     #[test]
     fn the_programs_division_arithmetic_divides_exactly() {
         use std::fmt::Write as _;
-        use std::process::Command;
 
         let dir = tempfile::tempdir().unwrap();
-        let harness = dir.path().join("divide.c");
-        std::fs::write(
-            &harness,
-            "typedef unsigned char __u8;\n\
-             typedef unsigned int __u32;\n\
-             typedef unsigned long long __u64;\n\
-             typedef int __s32;\n\
-             typedef long long __s64;\n\
-             #include <stdio.h>\n\
-             #include \"sie.h\"\n\
-             int main(void)\n\
-             {\n\
-             \t__u64 form, x, m, s;\n\
+        let binary = sie_h_harness(
+            dir.path(),
+            "\t__u64 form, x, m, s;\n\
              \twhile (scanf(\"%llu %llu %llu %llu\", &form, &x, &m, &s) == 4) {\n\
              \t\tstruct kx_quotient r = kx_divide(form, x, m, s);\n\
              \t\tprintf(\"%llu %llu %llu %llu\\n\", r.q, r.temp, r.lo, r.hi);\n\
-             \t}\n\
-             \treturn 0;\n\
-             }\n",
-        )
-        .unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let binary = dir.path().join("divide");
-        let clang = std::env::var_os("CLANG").unwrap_or_else(|| "clang".into());
-        let output = Command::new(&clang)
-            .args(["-O2", "-Wall", "-Werror", "-o"])
-            .arg(&binary)
-            .arg(format!("-I{}", root.join("bpf").display()))
-            .arg(format!("-I{}", root.join("kmod/include").display()))
-            .arg(&harness)
-            .output()
-            .unwrap_or_else(|e| panic!("running {clang:?} (the BPF build needs it too): {e}"));
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+             \t}\n",
         );
 
         // (form, x, m, s) and what the sequence must leave: (q, temp, lo, hi).
@@ -1705,17 +1675,9 @@ mod tests {
             let _ = writeln!(text, "{form} {x} {m} {s}");
             text
         });
-        let input_path = dir.path().join("cases");
-        std::fs::write(&input_path, input).unwrap();
-        let output = Command::new(&binary)
-            .stdin(std::fs::File::open(&input_path).unwrap())
-            .output()
-            .unwrap();
-        assert!(output.status.success());
-        let text = String::from_utf8(output.stdout).unwrap();
-        let results: Vec<&str> = text.lines().collect();
+        let results = run_harness(&binary, &input);
         assert_eq!(results.len(), cases.len());
-        for ((args, expected), line) in cases.iter().zip(results) {
+        for ((args, expected), line) in cases.iter().zip(&results) {
             let got: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
             assert_eq!(got, expected, "kx_divide{args:?}");
         }
@@ -1723,6 +1685,210 @@ mod tests {
         for form in 0..6u64 {
             let n = cases.iter().filter(|(args, _)| args[0] == form).count();
             assert!(n > 5_000, "form {form}: {n} cases");
+        }
+    }
+
+    /// A host program whose `main` is `body`, with bpf/sie.h included (clang -O2), in `dir`:
+    /// the very arithmetic the BPF program runs, for the host tests to check.
+    fn sie_h_harness(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+        use std::process::Command;
+
+        let harness = dir.join("harness.c");
+        std::fs::write(
+            &harness,
+            format!(
+                "typedef unsigned char __u8;\n\
+                 typedef unsigned int __u32;\n\
+                 typedef unsigned long long __u64;\n\
+                 typedef int __s32;\n\
+                 typedef long long __s64;\n\
+                 #include <stdio.h>\n\
+                 #include \"sie.h\"\n\
+                 int main(void)\n\
+                 {{\n{body}\treturn 0;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let binary = dir.join("harness");
+        let clang = std::env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+        let output = Command::new(&clang)
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&binary)
+            .arg(format!("-I{}", root.join("bpf").display()))
+            .arg(format!("-I{}", root.join("kmod/include").display()))
+            .arg(&harness)
+            .output()
+            .unwrap_or_else(|e| panic!("running {clang:?} (the BPF build needs it too): {e}"));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        binary
+    }
+
+    /// Runs `binary` on `input`; its output lines.
+    fn run_harness(binary: &std::path::Path, input: &str) -> Vec<String> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+
+        let mut child = Command::new(binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The policy arithmetic of bpf/sie.h against the plan's own: `kx_policy_iv` computes
+    /// what [`Recipe::iv`] does for every relation a policy entry carries, and
+    /// `kx_policy_bound` accepts, clamps and rejects as [`TunableRange`] and `PolicyBound`
+    /// say.
+    #[test]
+    fn the_programs_policy_arithmetic_matches_the_plan() {
+        use std::fmt::Write as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let binary = sie_h_harness(
+            dir.path(),
+            "\t__u64 rel, mask, flags;\n\
+             \t__s64 a, b, v, min, max, out = 0;\n\
+             \twhile (scanf(\"%llu %lld %lld %llu %lld %lld %lld %llu\", &rel, &a, &b, &mask, \
+             &v, &min, &max, &flags) == 8) {\n\
+             \t\tint verdict = kx_policy_bound(v, min, max, flags, &out);\n\
+             \t\tprintf(\"%llu %d %lld\\n\", kx_policy_iv(rel, a, b, mask, v), verdict, \
+             verdict >= 0 ? out : 0);\n\
+             \t}\n",
+        );
+        let relations = [
+            (Relation::Affine { a: 4096, b: -1 }, Width::W32),
+            (Relation::Affine { a: 1, b: 0 }, Width::W8),
+            (Relation::Affine { a: -3, b: 7 }, Width::W64),
+            (Relation::Exp2 { k: 1, b: -1 }, Width::W64),
+            (Relation::Exp2 { k: 4096, b: 0 }, Width::W32),
+            (Relation::Log2 { a: 1, b: 0 }, Width::W8),
+            (Relation::Log2 { a: 1, b: 12 }, Width::W32),
+        ];
+        let mut cases = Vec::new();
+        for (relation, width) in relations {
+            let (code, a, b) = match relation {
+                Relation::Affine { a, b } => (abi::RelationCode::Affine, a, b),
+                Relation::Exp2 { k, b } => (abi::RelationCode::Exp2, k, b),
+                Relation::Log2 { a, b } => (abi::RelationCode::Log2, a, b),
+                _ => unreachable!(),
+            };
+            let values: Vec<i64> = match relation {
+                Relation::Exp2 { .. } => (0..63).collect(),
+                Relation::Log2 { .. } => (0..63).map(|k| 1i64 << k).collect(),
+                _ => [
+                    0,
+                    1,
+                    2,
+                    15,
+                    16,
+                    17,
+                    255,
+                    4096,
+                    1 << 20,
+                    -1,
+                    -4096,
+                    i64::MAX,
+                    i64::MIN,
+                ]
+                .into(),
+            };
+            for v in values {
+                let Some(iv) = relation.eval(v) else { continue };
+                let expected = (iv as u64) & width.mask();
+                cases.push(([code as u64, a as u64, b as u64, width.mask()], v, expected));
+            }
+        }
+        let bounds: [(i64, i64, i64, u64, i32, i64); 10] = [
+            // (v, min, max, flags, verdict, value)
+            (16, 1, 1 << 20, 0, 0, 16),
+            (0, 1, 1 << 20, 0, -1, 0),
+            (0, 1, 1 << 20, abi::V_CLAMP, 1, 1),
+            (1 << 30, 1, 1 << 20, abi::V_CLAMP, 1, 1 << 20),
+            (-5, -3, 3, abi::V_CLAMP, 1, -3),
+            (64, 1, 1 << 20, abi::V_POW2, 0, 64),
+            (48, 1, 1 << 20, abi::V_POW2, -1, 0),
+            (48, 1, 1 << 20, abi::V_POW2 | abi::V_CLAMP, 1, 32),
+            (2, 3, 100, abi::V_POW2 | abi::V_CLAMP, 1, 4),
+            (0, 1, 64, abi::V_POW2 | abi::V_CLAMP, 1, 1),
+        ];
+        let mut input = String::new();
+        for ([rel, a, b, mask], v, _) in &cases {
+            let _ = writeln!(input, "{rel} {} {} {mask} {v} 0 0 0", *a as i64, *b as i64);
+        }
+        for (v, min, max, flags, _, _) in bounds {
+            let _ = writeln!(input, "1 1 0 0 {v} {min} {max} {flags}");
+        }
+        let lines = run_harness(&binary, &input);
+        assert_eq!(lines.len(), cases.len() + bounds.len());
+        for ((args, v, expected), line) in cases.iter().zip(&lines) {
+            let iv: u64 = line.split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(iv, *expected, "kx_policy_iv{args:?} at V' = {v}");
+        }
+        for (bound, line) in bounds.iter().zip(&lines[cases.len()..]) {
+            let got: Vec<i64> = line
+                .split(' ')
+                .skip(1)
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert_eq!(
+                got,
+                [i64::from(bound.4), bound.5],
+                "kx_policy_bound{bound:?}"
+            );
+        }
+        assert!(cases.len() > 200, "{} cases", cases.len());
+    }
+
+    #[test]
+    fn policy_entries_carry_the_relation_and_range_and_divisions_are_refused() {
+        let tunable = pipe_tunable();
+        let program = SieProgram::from_plan(&tunable).unwrap();
+        let fixed = program.entries(16).unwrap();
+        let entries = program.policy_entries(16, PolicyBound::Clamp).unwrap();
+        for ((probe, entry), fixed) in program.probes().iter().zip(&entries).zip(&fixed) {
+            if probe.role() == ProbeRole::Pre {
+                assert_eq!(entry, fixed, "a pre-probe does the same");
+                continue;
+            }
+            assert_eq!(entry.policy, 1);
+            assert_eq!(
+                (entry.vmin, entry.vmax),
+                (tunable.range.min, tunable.range.max)
+            );
+            assert_eq!(entry.vflags, abi::V_CLAMP);
+            assert_eq!(entry.dflt, 16);
+            assert_eq!(entry.value, fixed.value, "IV' of the default stays");
+            assert_eq!(entry.rel, abi::RelationCode::Affine as u64);
+        }
+        program.check_policy().unwrap();
+        for constant in ["KX_TARGET_DIV", "KX_TARGET_MOD", "KX_TARGET_SDIV"] {
+            let tunable = target_tunable(constant);
+            let program = SieProgram::from_plan(&tunable).unwrap();
+            let err = program.check_policy().unwrap_err().to_string();
+            assert!(
+                err.contains("cannot take a policy") && err.contains("divides by the value"),
+                "{constant}: {err}"
+            );
+            let err = program
+                .policy_entries(tunable.default, PolicyBound::Reject)
+                .unwrap_err();
+            assert!(matches!(err, SieError::PolicyUnsupported { .. }), "{err}");
         }
     }
 
