@@ -858,11 +858,14 @@ __attribute__((noinline)) __s64 kx_policy(struct pt_regs *ctx, __u64 probe,
  * V' for the current task at probe @index of generation @gen (a policy
  * entry). The policy is asked only where the task may take a new value (no
  * frame in a safe span, as a per-task move); inside one, the task keeps what
- * it was given for this generation, else the default. Whatever the policy
- * returns goes through the entry's range (reject or clamp) first.
+ * it was given for this generation, else the default @dflt (the entry's,
+ * checked against the range at load). Whatever the policy returns goes
+ * through the entry's range (reject or clamp) first; when anything needed
+ * cannot be had, the answer is @dflt.
  */
 __attribute__((noinline)) __s64 kx_policy_value(struct pt_regs *ctx,
-						 __u32 index, __u64 gen)
+						 __u32 index, __u64 gen,
+						 __s64 dflt)
 {
 	__u32 zero = 0, slot = index + (gen % KX_SLOTS) * KX_MAX_PROBES;
 	struct kx_policy_stats *stats;
@@ -876,14 +879,14 @@ __attribute__((noinline)) __s64 kx_policy_value(struct pt_regs *ctx,
 	p = bpf_map_lookup_elem(&kx_probes, &slot);
 	stats = bpf_map_lookup_elem(&kx_policy_stats, &zero);
 	if (!control || !p || !stats)
-		return 0;
+		return dflt;
 	choice = bpf_task_storage_get(&kx_choices, bpf_get_current_task_btf(), 0,
 				      BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!choice)
-		return p->dflt;
+		return dflt;
 	if (current_inside(ctx, control, p))
-		return choice->gen == gen ? choice->value : p->dflt;
-	v = kx_policy(ctx, index, p->dflt);
+		return choice->gen == gen ? choice->value : dflt;
+	v = kx_policy(ctx, index, dflt);
 	__sync_fetch_and_add(&stats->decisions, 1);
 	verdict = kx_policy_bound(v, p->vmin, p->vmax, p->vflags, &bounded);
 	if (verdict) {
@@ -891,7 +894,7 @@ __attribute__((noinline)) __s64 kx_policy_value(struct pt_regs *ctx,
 		stats->last_bad_probe = index;
 		if (verdict < 0) {
 			__sync_fetch_and_add(&stats->rejected, 1);
-			bounded = p->dflt;
+			bounded = dflt;
 		} else {
 			__sync_fetch_and_add(&stats->clamped, 1);
 		}
@@ -944,7 +947,7 @@ int kx_sie(struct pt_regs *ctx)
 		iv = p->value;
 		if (p->policy)
 			iv = kx_policy_iv(p->rel, p->rel_a, p->rel_b, p->iv_mask,
-					  kx_policy_value(ctx, index, gen));
+					  kx_policy_value(ctx, index, gen, p->dflt));
 		err = apply(ctx, p, iv);
 		if (err) {
 			__sync_fetch_and_add(&stats->errors, 1);

@@ -172,7 +172,10 @@ only). A tunable whose load was interrupted is listed as incomplete. Status neve
 state lock. --json prints {\"tunables\": [{\"name\", \"pin_dir\", \"links\", \"incomplete\",
 \"mode\", \"value\", \"default\", \"transition\": {\"mode\", \"target\", \"previous\", \"state\",
 \"latency\" (seconds), \"inside\": [{\"pid\", \"address\"}]}, \"probes\": [{\"site\", \"role\",
-\"function\", \"offset\", \"address\", \"optimizable\", \"optimized\", \"hits\", \"errors\"}]}]}.
+\"function\", \"offset\", \"address\", \"optimizable\", \"optimized\", \"hits\", \"errors\"}],
+\"policy\": null or {\"source\", \"source_hash\", \"out_of_range\", \"decisions\", \"rejected\",
+\"clamped\", \"last_out_of_range\": [value, \"function+offset\"] or null, \"last_value\",
+\"params\": [{\"name\", \"size\", \"bits\"}]}}]}.
 
 Examples:
   kernelx status

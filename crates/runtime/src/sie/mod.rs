@@ -77,7 +77,12 @@
 //!   checks) the interrupted task; pre- and post-probe sit a few instructions apart in the
 //!   same function, so an interrupt between them reaching the same site is not a case the
 //!   plans have. When the kernel cannot hand out the task's storage (recursion guard, no
-//!   memory), the pre-probe cannot mark and that one execution keeps the old value.
+//!   memory), the pre-probe cannot mark and that one execution keeps the old value; a policy
+//!   trigger without its task's storage uses the generation's default (in range, but not the
+//!   value the policy may have chosen earlier in the same span).
+//! * Policies: a task's choice is checked with one stack walk per trigger of a policy
+//!   generation (the same check a per-task move makes), also at the probes that then reuse
+//!   the choice.
 //! * The kernel copies a map value with memcpy, so a probe may read an entry while `set`
 //!   rewrites it. Only `value` differs between the two entries, and x86 writes an aligned
 //!   u64 at once in practice, but nothing promises it: an mmapped map written with one
