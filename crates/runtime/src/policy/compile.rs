@@ -140,7 +140,11 @@ pub fn compile_policy(
             error,
         })
     };
-    let pch = precompiled_header(options, &include, vmlinux_dir)?;
+    let pch = if includes_the_api_first(&text) {
+        precompiled_header(options, &include, vmlinux_dir)?
+    } else {
+        None
+    };
     let mut output = compile(pch.as_deref())?;
     // A header precompiled by another clang is refused: the plain compile decides.
     if pch.is_some()
@@ -241,6 +245,43 @@ fn clang_command(options: &CompileOptions, include: &Path, vmlinux_dir: &Path) -
         .arg(format!("-I{}", include.display()))
         .arg(format!("-I{}", vmlinux_dir.display()));
     command
+}
+
+/// Whether the first thing `text` does is `#include "kernelx_policy.h"`: only then does the
+/// precompiled header (which clang reads before the file) mean the same as the file. A
+/// `#define` before the include (`BPF_NO_PRESERVE_ACCESS_INDEX`, say) must reach the headers.
+fn includes_the_api_first(text: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(text);
+    let mut in_comment = false;
+    for line in text.lines() {
+        let mut line = line.trim();
+        if in_comment {
+            match line.find("*/") {
+                Some(end) => {
+                    in_comment = false;
+                    line = line[end + 2..].trim();
+                }
+                None => continue,
+            }
+        }
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("/*") {
+            match rest.find("*/") {
+                Some(end) if rest[end + 2..].trim().is_empty() => continue,
+                Some(_) => return false,
+                None => {
+                    in_comment = true;
+                    continue;
+                }
+            }
+        }
+        return line
+            .strip_prefix("#include")
+            .is_some_and(|target| target.trim() == "\"kernelx_policy.h\"");
+    }
+    false
 }
 
 /// `kernelx_policy.h` with `vmlinux.h` precompiled, next to `vmlinux.h`, built once per
@@ -360,6 +401,25 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_precompiled_header_serves_only_files_that_include_the_api_first() {
+        for first in [
+            "#include \"kernelx_policy.h\"\n",
+            "// SPDX-License-Identifier: GPL-2.0\n/*\n * A policy.\n */\n\n#include \"kernelx_policy.h\"\n",
+            "/* one line */\n  #include  \"kernelx_policy.h\"\nKX_POLICY(ctx, p, d) { return d; }\n",
+        ] {
+            assert!(includes_the_api_first(first.as_bytes()), "{first}");
+        }
+        for not_first in [
+            "#define BPF_NO_PRESERVE_ACCESS_INDEX\n#include \"kernelx_policy.h\"\n",
+            "#include \"vmlinux.h\"\n#include \"kernelx_policy.h\"\n",
+            "/* x */ #define A 1\n#include \"kernelx_policy.h\"\n",
+            "",
+        ] {
+            assert!(!includes_the_api_first(not_first.as_bytes()), "{not_first}");
+        }
+    }
 
     #[test]
     fn the_include_directory_holds_every_header_and_is_reused() {

@@ -251,7 +251,9 @@ impl SieRuntime {
     /// disarmed and armed at once when every one of them is attached and pinned (pairs with
     /// the `kx_control` check in `kx_sie`, bpf/sie.bpf.c), at a generation that does nothing;
     /// the value then arrives by a transition. A global transition that aborts unloads the
-    /// tunable again: nothing was ever tuned.
+    /// tunable again: nothing was ever tuned. With `request.policy`, the policy's programs are
+    /// loaded against the tunable's program and attached before anything is armed, and pinned
+    /// with the rest; the transition then goes to a policy generation.
     pub fn load(
         &self,
         program: &SieProgram,
