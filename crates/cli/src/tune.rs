@@ -12,13 +12,26 @@ use kernelx_runtime::state::{LoadRecord, StateDir};
 use crate::args::{GetArgs, SetArgs};
 use crate::{policy, transition};
 
-/// Runs `kernelx set`; the change to `out`. Parameters are written first: a refused one
-/// changes nothing, not even the value.
+/// Runs `kernelx set`; the change to `out`. The value is checked against the range and the
+/// parameters against the policy's before anything is written, so a refused one changes
+/// nothing; parameters are then written before the value's transition.
 pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let state = StateDir::system();
     let _lock = StateLock::acquire(state.dir())?;
     let runtime = SieRuntime::system();
     let mut record = loaded_record(&runtime, &state, &args.tunable)?;
+    let tunable = record
+        .tunable()
+        .expect("loaded_record checks the tunable")
+        .clone();
+    if let Some(value) = args.value {
+        tunable.range.check(value).with_context(|| {
+            format!(
+                "`kernelx set {} {value}` is refused; nothing was changed",
+                args.tunable
+            )
+        })?;
+    }
     if !args.params.is_empty() {
         policy::set_params(
             &runtime,
@@ -31,17 +44,7 @@ pub fn set(args: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let Some(value) = args.value else {
         return Ok(());
     };
-    let tunable = record
-        .tunable()
-        .expect("loaded_record checks the tunable")
-        .clone();
     let old = record.value;
-    tunable.range.check(value).with_context(|| {
-        format!(
-            "`kernelx set {} {value}` is refused; nothing was changed",
-            args.tunable
-        )
-    })?;
     let program = SieProgram::from_plan(&tunable)?;
     let tuning = match &record.policy {
         Some(policy) => Tuning::Policy {
