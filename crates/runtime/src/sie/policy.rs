@@ -40,6 +40,7 @@ pub struct PolicyLoad {
 /// A policy loaded and attached, not pinned yet.
 pub(crate) struct LoadedPolicy {
     object: Object,
+    /// Each program's link, with its pin name.
     links: Vec<(String, Link)>,
 }
 
@@ -86,7 +87,12 @@ pub(crate) fn load(
         let link = prog
             .attach()
             .map_err(|e| error(&format!("attaching {name} ({section})"), e))?;
-        links.push((name, link));
+        let pin = if section == POLICY_SECTION {
+            POLICY_LINK_PIN.to_owned()
+        } else {
+            format!("{POLICY_LINK_PIN}-{name}")
+        };
+        links.push((pin, link));
     }
     Ok(LoadedPolicy { object, links })
 }
@@ -94,12 +100,7 @@ pub(crate) fn load(
 impl LoadedPolicy {
     /// Pins the links and the parameters in `dir` (the tunable's directory).
     pub(crate) fn pin(mut self, tunable: &str, dir: &Path) -> Result<(), SieError> {
-        for (name, link) in &mut self.links {
-            let pin = if name == POLICY_FUNCTION {
-                POLICY_LINK_PIN.to_owned()
-            } else {
-                format!("{POLICY_LINK_PIN}-{name}")
-            };
+        for (pin, link) in &mut self.links {
             let path = dir.join(pin);
             link.pin(&path).map_err(pin_error(tunable, &path))?;
         }
