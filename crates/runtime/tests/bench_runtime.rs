@@ -5,7 +5,8 @@
 //!   a kernel loop (no syscall per call) and reports the elapsed time, with no probe, with a
 //!   tracefs kprobe event at the SIE probe's address, and with the SIE program loaded from the
 //!   golden `KX_TARGET_IMM_REG64` plan, each jump-optimized (checked in the kprobe list), and
-//!   the SIE program once more with kprobe optimization off (INT3).
+//!   the SIE program once more with kprobe optimization off (INT3), and with an X-tune policy
+//!   that returns its default (jump-optimized).
 //! * Load (verify + fill + attach + pin and arm), `set` and unload times of golden plans of 1,
 //!   3 and 15 sites.
 //!
@@ -19,7 +20,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use kernelx_plan::{Plan, TunablePlan};
-use kernelx_runtime::sie::{LoadRequest, Outcome, ProbeTarget, SieProgram, SieRuntime};
+use kernelx_runtime::policy::{CompileOptions, compile_policy};
+use kernelx_runtime::sie::{
+    LoadRequest, Outcome, PolicyBound, PolicyLoad, ProbeTarget, SieProgram, SieRuntime,
+};
 use kernelx_runtime::state::Mode;
 use serde_json::{Value, json};
 
@@ -196,6 +200,29 @@ fn trigger_costs(runtime: &SieRuntime) -> Vec<Value> {
     rows.push(trigger_row("SIE, INT3 (optimization off)", FILE));
     write(OPTIMIZATION, "1");
     runtime.detach(program.tunable()).expect("unloading");
+
+    // An X-tune policy that returns its default: what asking a policy adds (the stack check
+    // of the task, the freplace call, the range, IV' from V').
+    let policy = PolicyLoad {
+        object: default_policy(),
+        source: "returns-default.bpf.c".to_owned(),
+        bound: PolicyBound::Reject,
+    };
+    let request = LoadRequest {
+        policy: Some(policy),
+        ..LoadRequest::immediate(0x1000)
+    };
+    runtime
+        .load(&program, &request, ProbeTarget::symbol_of)
+        .unwrap_or_else(|e| panic!("loading KX_TARGET_IMM_REG64 with a policy: {e}"));
+    wait_for_probes(&sites, true);
+    assert_eq!(
+        read_u64(&path),
+        0x1001,
+        "{FILE}(1) with the policy's 0x1000"
+    );
+    rows.push(trigger_row("SIE with a policy, jump-optimized", FILE));
+    runtime.detach(program.tunable()).expect("unloading");
     let function = program.probes()[0].function();
     assert!(
         loop_until(Duration::from_secs(10), || kprobe_lines(function)
@@ -203,6 +230,22 @@ fn trigger_costs(runtime: &SieRuntime) -> Vec<Value> {
         "probes left in {function}"
     );
     rows
+}
+
+/// A policy that returns its default, compiled against the running kernel's BTF.
+fn default_policy() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("returns-default.bpf.c");
+    fs::write(
+        &source,
+        "#include \"kernelx_policy.h\"\nKX_POLICY(ctx, probe, dflt)\n{\n\treturn dflt;\n}\n",
+    )
+    .expect("writing the policy");
+    let start = Instant::now();
+    let compiled = compile_policy(&source, &CompileOptions::new(dir.path().join("cache")))
+        .unwrap_or_else(|e| panic!("compiling the benchmark's policy: {e}"));
+    eprintln!("policy compiled in {:?}", start.elapsed());
+    compiled.object
 }
 
 /// Load, `set` and unload times of the plan at `path` in `mode`, loaded at `value` and set to

@@ -2,7 +2,8 @@
 //! VM boot by `crates/runtime/tests/bench_runtime.rs` (built in release, as `kernelx` ships):
 //!
 //! * per trigger: a kernel loop calls `kx_target_imm_reg64` with no probe, with a tracefs
-//!   kprobe event and with the SIE program at the same address (jump-optimized, then INT3);
+//!   kprobe event and with the SIE program at the same address (jump-optimized, then INT3, then
+//!   with an X-tune policy that returns its default);
 //! * per plan of 1, 3 and 15 sites: load (verify, fill, attach, pin and arm), `set` and unload.
 //!
 //! Results are printed as tables and written as JSON to `target/bench/runtime.json`.
