@@ -23,6 +23,8 @@ Workflow:
      writes a plan: every instruction to patch, and the valid range of values.
   3. `kernelx load PLAN --value V` puts it in the kernel; `kernelx set TUNABLE V` changes the
      value (a map write); `kernelx unload TUNABLE` restores the built-in value.
+  4. Optionally `kernelx gen TUNABLE -o p.bpf.c`, edit it, and `kernelx load TUNABLE --policy
+     p.bpf.c`: an X-tune policy (BPF C) chooses the value per trigger.
   `kernelx doctor` checks that this host can do all of that.
 
 Examples:
