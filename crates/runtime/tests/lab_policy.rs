@@ -88,15 +88,15 @@ fn lab_tree_vmlinux_header_has_the_kernel_types_and_is_cached() {
 
 #[test]
 #[ignore = "needs KERNELX_LAB_VMLINUX"]
-fn lab_tree_minimal_policy_compiles_with_its_params() {
-    let source = examples().join("minimal.bpf.c");
+fn lab_tree_the_cgroup_hint_example_compiles_with_its_params() {
+    let source = examples().join("cgroup_hint.bpf.c");
     let options = options();
     let start = Instant::now();
     let compiled = compile_policy(&source, options).unwrap();
-    eprintln!("minimal.bpf.c compiled in {:?}", start.elapsed());
+    eprintln!("cgroup_hint.bpf.c compiled in {:?}", start.elapsed());
     assert_eq!(
         compiled.warnings, "",
-        "minimal.bpf.c compiles without warnings"
+        "cgroup_hint.bpf.c compiles without warnings"
     );
     assert_eq!(compiled.source_hash.len(), 64);
     let policy = inspect(&compiled.object, &source).unwrap();
@@ -107,10 +107,10 @@ fn lab_tree_minimal_policy_compiles_with_its_params() {
         .iter()
         .map(|p| (p.name.as_str(), p.offset, p.size))
         .collect();
-    assert_eq!(params, [("cgroup", 0, 8), ("value", 8, 4)]);
+    assert_eq!(params, [("cgroup", 0, 8), ("hinted", 8, 8)]);
     let values = decode_params(&policy.params, &policy.params_image).unwrap();
     let shown: Vec<String> = values.iter().map(ToString::to_string).collect();
-    assert_eq!(shown, ["cgroup=0", "value=64"]);
+    assert_eq!(shown, ["cgroup=0", "hinted=64"]);
 }
 
 #[test]
@@ -261,7 +261,7 @@ KX_POLICY(ctx, probe, dflt)
 fn lab_tree_a_missing_clang_says_to_install_it() {
     let mut options = options().clone();
     options.clang = "/nonexistent/clang".into();
-    let error = compile_policy(&examples().join("minimal.bpf.c"), &options).unwrap_err();
+    let error = compile_policy(&examples().join("cgroup_hint.bpf.c"), &options).unwrap_err();
     assert!(matches!(error, PolicyError::ClangMissing { .. }), "{error}");
     assert!(error.to_string().contains("install it"), "{error}");
 }
