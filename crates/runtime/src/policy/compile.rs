@@ -114,7 +114,12 @@ pub fn compile_policy(
     let vmlinux = vmlinux_header(&options.btf, &options.cache)?;
     let vmlinux_dir = vmlinux.parent().expect("vmlinux.h is in a directory");
     let source_hash = hex(&Sha256::digest(&text));
-    let cached = cached_object_path(options, &text, &include, vmlinux_dir);
+    // The clang binary's identity keys the cached object and the precompiled header: an
+    // upgraded clang gets neither of the old one's. None: neither is used.
+    let clang = clang_identity(&options.clang);
+    let cached = clang
+        .as_deref()
+        .and_then(|clang| cached_object_path(options, &text, &include, vmlinux_dir, clang));
     if let Some(object) = cached.as_ref().and_then(|path| std::fs::read(path).ok()) {
         return Ok(CompiledPolicy {
             object,
@@ -140,10 +145,11 @@ pub fn compile_policy(
             error,
         })
     };
-    let pch = if includes_the_api_first(&text) {
-        precompiled_header(options, &include, vmlinux_dir)?
-    } else {
-        None
+    let pch = match clang.as_deref() {
+        Some(clang) if includes_the_api_first(&text) => {
+            precompiled_header(options, &include, vmlinux_dir, clang)?
+        }
+        _ => None,
     };
     let mut output = compile(pch.as_deref())?;
     // A header precompiled by another clang is refused: the plain compile decides.
@@ -181,12 +187,13 @@ pub fn compile_policy(
 /// Where the object of `text` compiled against these headers by this clang is kept
 /// (`<cache>/policies/<hash>.o`): reloading an unchanged policy does not run clang again.
 /// `None` (never cached) for a source that includes files of its own, which the hash would
-/// not see change, or when clang cannot be identified.
+/// not see change. `clang`: [`clang_identity`].
 fn cached_object_path(
     options: &CompileOptions,
     text: &[u8],
     include: &Path,
     vmlinux_dir: &Path,
+    clang: &str,
 ) -> Option<PathBuf> {
     let own_includes = String::from_utf8_lossy(text).lines().any(|line| {
         let Some(target) = line.trim_start().strip_prefix("#include") else {
@@ -203,7 +210,7 @@ fn cached_object_path(
         text,
         include.as_os_str().as_encoded_bytes(),
         vmlinux_dir.as_os_str().as_encoded_bytes(),
-        clang_identity(&options.clang)?.as_bytes(),
+        clang.as_bytes(),
     ] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
@@ -287,15 +294,14 @@ fn includes_the_api_first(text: &[u8]) -> bool {
 /// `kernelx_policy.h` with `vmlinux.h` precompiled, next to `vmlinux.h`, built once per
 /// headers and clang: parsing the kernel's types is most of a compile (about 15 of 22 s under
 /// the lab's emulation, 0.3 of 0.5 s natively). `None` when clang cannot build it: the compile
-/// then parses the headers itself, and reports their errors if there are any.
+/// then parses the headers itself, and reports their errors if there are any. `clang`:
+/// [`clang_identity`].
 fn precompiled_header(
     options: &CompileOptions,
     include: &Path,
     vmlinux_dir: &Path,
+    clang: &str,
 ) -> Result<Option<PathBuf>, PolicyError> {
-    let Some(clang) = clang_identity(&options.clang) else {
-        return Ok(None);
-    };
     let headers = include
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
