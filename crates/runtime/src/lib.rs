@@ -15,6 +15,8 @@ pub mod policy;
 pub mod sie;
 pub mod state;
 pub mod targets;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod verify;
 
 #[cfg(test)]

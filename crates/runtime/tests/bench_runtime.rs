@@ -349,13 +349,8 @@ fn vm_bench_runtime() {
         write(&path, &x.to_string());
         read_u64(&path)
     };
-    let pipe_is_32_pages = || {
-        let (reader, _writer) = std::io::pipe().expect("pipe()");
-        // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
-        let size =
-            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&reader), libc::F_GETPIPE_SZ) };
-        size == 32 * 4096
-    };
+    let pipe_is_32_pages =
+        || kernelx_runtime::testing::new_pipe_size().is_ok_and(|size| size == 32 * 4096);
     let mut plans = vec![plan_costs(
         &runtime,
         &format!("{TARGET_PLANS}/KX_TARGET_IMM_REG64.plan.json"),

@@ -8,7 +8,6 @@
 //! both before the boot), root, bpffs and debugfs.
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -40,15 +39,7 @@ fn pipe_tunable() -> TunablePlan {
 /// F_GETPIPE_SZ of a new pipe.
 #[track_caller]
 fn new_pipe_size() -> i64 {
-    let (reader, _writer) = std::io::pipe().expect("pipe()");
-    // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
-    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    assert!(
-        size > 0,
-        "F_GETPIPE_SZ: {}",
-        std::io::Error::last_os_error()
-    );
-    i64::from(size)
+    kernelx_runtime::testing::new_pipe_size().expect("F_GETPIPE_SZ of a new pipe")
 }
 
 /// Mean time to create and close one pipe, over `n`.

@@ -12,7 +12,6 @@ mod common;
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,18 +40,8 @@ const LEGAL: [i64; 3] = [16 * PAGE, 32 * PAGE, 64 * PAGE];
 
 /// F_GETPIPE_SZ of a new pipe, or the error's negated errno.
 fn new_pipe_size() -> i64 {
-    match std::io::pipe() {
-        Ok((reader, _writer)) => {
-            // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
-            let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
-            if size < 0 {
-                -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(1))
-            } else {
-                i64::from(size)
-            }
-        }
-        Err(e) => -i64::from(e.raw_os_error().unwrap_or(1)),
-    }
+    kernelx_runtime::testing::new_pipe_size()
+        .unwrap_or_else(|e| -i64::from(e.raw_os_error().unwrap_or(1)))
 }
 
 /// What one workload thread saw: how many pipes had each legal size, and every other size

@@ -7,7 +7,6 @@
 )]
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -75,15 +74,7 @@ pub fn refused(args: &[&str]) -> String {
 /// F_GETPIPE_SZ of a new pipe.
 #[track_caller]
 pub fn new_pipe_size() -> i64 {
-    let (reader, _writer) = std::io::pipe().expect("pipe()");
-    // SAFETY: fcntl on a descriptor we own, with an operation that takes no argument.
-    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    assert!(
-        size > 0,
-        "F_GETPIPE_SZ: {}",
-        std::io::Error::last_os_error()
-    );
-    i64::from(size)
+    kernelx_runtime::testing::new_pipe_size().expect("F_GETPIPE_SZ of a new pipe")
 }
 
 pub fn pinned() -> Vec<String> {
