@@ -4,6 +4,7 @@
 mod bench;
 mod cargo;
 mod ci;
+mod eval;
 mod lab;
 mod process;
 
@@ -29,6 +30,13 @@ enum Command {
     /// `runtime` times probe triggers, loads, sets and unloads in the lab VM.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The catalog's coverage report: build every entry of tunables/linux-6.12 on the lab
+    /// tree, then load each in one lab VM boot, run its workload and check its probes and
+    /// effect. Writes target/eval/report.{md,json}.
+    Eval(eval::EvalArgs),
+    /// The part of `eval` that runs inside the lab VM.
+    #[command(hide = true)]
+    EvalGuest(eval::guest::GuestArgs),
 }
 
 #[derive(Subcommand)]
@@ -47,6 +55,8 @@ fn main() -> ExitCode {
         Command::Ci(args) => ci::run(args),
         Command::Bench(BenchCommand::Build(args)) => bench::run(args),
         Command::Bench(BenchCommand::Runtime) => bench::runtime::run(),
+        Command::Eval(args) => eval::run(args),
+        Command::EvalGuest(args) => eval::guest::run(args),
     };
     match result {
         Ok(code) => code,

@@ -6,8 +6,9 @@ mod kernel;
 mod setup;
 mod vm;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -169,6 +170,42 @@ fn exit_code(finished: vm::Finished) -> Result<ExitCode> {
     ))
 }
 
+/// Runs `script` in the lab VM through a child `xtask lab run` (which streams the job's
+/// stdout to its own), echoing every line; returns the text after `prefix` of the lines that
+/// carry it (libtest may print before it on the same line). Fails when the job fails.
+pub fn run_collecting(script: &str, timeout_seconds: u64, prefix: &str) -> Result<Vec<String>> {
+    let mut child = Command::new(std::env::current_exe().context("finding the xtask binary")?)
+        .args([
+            "lab",
+            "run",
+            "--timeout",
+            &timeout_seconds.to_string(),
+            "--",
+        ])
+        .arg(script)
+        .current_dir(repo_root()?)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting `xtask lab run`")?;
+    let stdout = child.stdout.take().context("the child's stdout is piped")?;
+    let mut found = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the lab run's output")?;
+        match line.split_once(prefix) {
+            Some((before, rest)) => {
+                println!("{before}");
+                found.push(rest.to_owned());
+            }
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait().context("waiting for `xtask lab run`")?;
+    if !status.success() {
+        bail!("the job failed in the lab VM ({status}); its output is above");
+    }
+    Ok(found)
+}
+
 /// Runs the `vm_*` integration test binaries of the workspace (all, or those `args` select) in
 /// one boot.
 pub fn test(cache: &Cache, kernel: &LabKernel, args: &TestArgs) -> Result<ExitCode> {
@@ -273,7 +310,7 @@ fn build_module(kernel: &LabKernel, module: &LabModule) -> Result<()> {
         .with_context(|| format!("building {}", module.what))
 }
 
-fn repo_root() -> Result<PathBuf> {
+pub fn repo_root() -> Result<PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent directory")?
@@ -281,7 +318,7 @@ fn repo_root() -> Result<PathBuf> {
 }
 
 /// The kernelx module as `build_module` leaves it (the lab tests and the demo load it).
-fn kernelx_module() -> Result<PathBuf> {
+pub fn kernelx_module() -> Result<PathBuf> {
     Ok(repo_root()?.join("kmod/build/kernelx.ko"))
 }
 

@@ -1,0 +1,410 @@
+//! The coverage report: per catalog entry, what the plan holds (sites, synthesis kinds,
+//! relations, safe-span size, probes the kernel can jump-optimize), how it fared in the lab
+//! (load, probe hits, `[OPTIMIZED]`, the effect), and whether it counts as tuned end to end,
+//! with the reason when not. Rendered as markdown; saved as JSON.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use kernelx_plan::{SynthesisKind, TunablePlan};
+use serde::{Deserialize, Serialize};
+
+use super::guest::{LabResult, Step};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct EntryReport {
+    pub name: String,
+    pub subsystem: String,
+    pub value: i64,
+    pub build_seconds: f64,
+    /// Why `kernelx build` made no plan (its message).
+    pub build_error: Option<String>,
+    pub plan: Option<PlanFacts>,
+    /// `None` when the entry was not run in the lab.
+    pub lab: Option<LabResult>,
+}
+
+/// What one tunable's plan holds.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PlanFacts {
+    pub description: String,
+    pub default: i64,
+    pub sites: usize,
+    pub functions: Vec<String>,
+    pub kinds: Vec<String>,
+    pub relations: Vec<String>,
+    /// Bytes of code inside the safe spans, over all spans.
+    pub span_bytes: u64,
+    /// Sites whose probes the kernel can jump-optimize (optprobe rules).
+    pub optimizable_sites: usize,
+    /// Effects SIE leaves at the compiled value (initial data, excluded units).
+    pub uncovered: usize,
+}
+
+impl PlanFacts {
+    pub fn of(plan: &TunablePlan) -> PlanFacts {
+        let distinct = |items: Vec<String>| -> Vec<String> {
+            items
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        PlanFacts {
+            description: plan.description.clone(),
+            default: plan.default,
+            sites: plan.sites.len(),
+            functions: distinct(plan.sites.iter().map(|s| s.function.clone()).collect()),
+            kinds: distinct(
+                plan.sites
+                    .iter()
+                    .map(|s| kind_name(s.recipe.kind).to_owned())
+                    .collect(),
+            ),
+            relations: distinct(
+                plan.sites
+                    .iter()
+                    .map(|s| s.recipe.relation.to_string())
+                    .collect(),
+            ),
+            span_bytes: plan
+                .safe_spans
+                .iter()
+                .flat_map(|s| &s.ranges)
+                .map(|r| u64::from(r.end.saturating_sub(r.start)))
+                .sum(),
+            optimizable_sites: plan
+                .sites
+                .iter()
+                .filter(|s| s.probes.jump_optimizable)
+                .count(),
+            uncovered: plan.uncovered.len(),
+        }
+    }
+}
+
+fn kind_name(kind: SynthesisKind) -> &'static str {
+    match kind {
+        SynthesisKind::ImmediateLoad => "immediate",
+        SynthesisKind::Combine => "combine",
+        SynthesisKind::Compare => "compare",
+        SynthesisKind::Folded => "folded",
+    }
+}
+
+impl EntryReport {
+    /// `Ok` when the entry was tuned end to end: built, loaded, at least one probe fired under
+    /// the workload, no probe failed its update, the effect (where there is one) changed with
+    /// the value and came back on unload, and unload succeeded. Otherwise why not.
+    pub fn verdict(&self) -> Result<(), String> {
+        if let Some(error) = &self.build_error {
+            return Err(format!("build: {}", first_line(error)));
+        }
+        let lab = self.lab.as_ref().ok_or("not run in the lab")?;
+        if let Some(failure) = &lab.failure {
+            // kernelx says what is wrong first; a shell command's last words say it (a
+            // Python traceback ends with the exception).
+            let message = match failure.step {
+                Step::Load | Step::Status | Step::Unload => first_line(&failure.message),
+                Step::Setup | Step::Effect | Step::Workload => last_line(&failure.message),
+            };
+            return Err(format!("{}: {message}", failure.step.as_str()));
+        }
+        if lab.probes.iter().all(|p| p.hits == 0) {
+            return Err("no probe fired under the workload".into());
+        }
+        if let Some(p) = lab.probes.iter().find(|p| p.errors > 0) {
+            return Err(format!(
+                "{} update(s) failed at {}+{:#x}",
+                p.errors, p.function, p.offset
+            ));
+        }
+        if let Some(effect) = &lab.effect {
+            match (effect.tuned, effect.restored) {
+                (Some(tuned), _) if tuned == effect.default => {
+                    return Err(format!("effect unchanged: {tuned} at both values"));
+                }
+                (_, Some(restored)) if restored != effect.default => {
+                    return Err(format!(
+                        "effect not restored by unload: {restored}, default {}",
+                        effect.default
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sites with at least one probe hit, of all sites.
+    fn sites_hit(&self) -> Option<(usize, usize)> {
+        let lab = self.lab.as_ref()?;
+        let sites: BTreeSet<&str> = lab.probes.iter().map(|p| p.site.as_str()).collect();
+        let hit: BTreeSet<&str> = lab
+            .probes
+            .iter()
+            .filter(|p| p.hits > 0)
+            .map(|p| p.site.as_str())
+            .collect();
+        (!sites.is_empty()).then_some((hit.len(), sites.len()))
+    }
+}
+
+/// The summary line's numbers.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Summary {
+    pub entries: usize,
+    pub built: usize,
+    pub tuned: usize,
+    pub sites: usize,
+    pub optimizable_sites: usize,
+    /// Probes the lab kernel listed `[OPTIMIZED]`, of the probes it attached.
+    pub probes_optimized: usize,
+    pub probes_attached: usize,
+}
+
+impl Summary {
+    pub fn of(entries: &[EntryReport]) -> Summary {
+        let plans = entries.iter().filter_map(|e| e.plan.as_ref());
+        let lab_probes = entries
+            .iter()
+            .filter_map(|e| e.lab.as_ref())
+            .flat_map(|l| &l.probes);
+        Summary {
+            entries: entries.len(),
+            built: entries.iter().filter(|e| e.plan.is_some()).count(),
+            tuned: entries.iter().filter(|e| e.verdict().is_ok()).count(),
+            sites: plans.clone().map(|p| p.sites).sum(),
+            optimizable_sites: plans.map(|p| p.optimizable_sites).sum(),
+            probes_optimized: lab_probes
+                .clone()
+                .filter(|p| p.optimized == Some(true))
+                .count(),
+            probes_attached: lab_probes.count(),
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} tuned / {} total ({}), {} built; {} sites, {} jump-optimizable ({}); \
+             {} of {} attached probes [OPTIMIZED] ({})",
+            self.tuned,
+            self.entries,
+            percent(self.tuned, self.entries),
+            self.built,
+            self.sites,
+            self.optimizable_sites,
+            percent(self.optimizable_sites, self.sites),
+            self.probes_optimized,
+            self.probes_attached,
+            percent(self.probes_optimized, self.probes_attached),
+        )
+    }
+}
+
+fn percent(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    let share = 100.0 * part as f64 / whole as f64;
+    format!("{share:.1}%")
+}
+
+fn first_line(text: &str) -> &str {
+    text.trim().lines().next().unwrap_or("")
+}
+
+fn last_line(text: &str) -> &str {
+    text.trim().lines().last().unwrap_or("")
+}
+
+/// The report as a markdown table and the summary line.
+pub fn markdown(kernel: &str, entries: &[EntryReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Catalog evaluation on {kernel} (lab VM under QEMU TCG; `cargo xtask eval`)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| tunable | subsystem | default -> lab | sites | synthesis | relation | SS bytes | \
+         opt. sites | [OPTIMIZED] | build s | load ms | sites hit | effect | result |\n\
+         | --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    );
+    for e in entries {
+        let plan = e.plan.as_ref();
+        let lab = e.lab.as_ref();
+        let dash = || "-".to_owned();
+        let optimized = lab.filter(|l| !l.probes.is_empty()).map_or_else(dash, |l| {
+            format!(
+                "{}/{}",
+                l.probes
+                    .iter()
+                    .filter(|p| p.optimized == Some(true))
+                    .count(),
+                l.probes.len()
+            )
+        });
+        let effect = lab.and_then(|l| l.effect.as_ref()).map_or_else(dash, |v| {
+            let show = |x: Option<i64>| x.map_or_else(|| "?".to_owned(), |x| x.to_string());
+            format!("{} -> {} -> {}", v.default, show(v.tuned), show(v.restored))
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} -> {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            e.name,
+            e.subsystem,
+            plan.map_or_else(dash, |p| p.default.to_string()),
+            e.value,
+            plan.map_or_else(dash, |p| p.sites.to_string()),
+            plan.map_or_else(dash, |p| p.kinds.join(", ")),
+            plan.map_or_else(dash, |p| p.relations.join(", ")),
+            plan.map_or_else(dash, |p| p.span_bytes.to_string()),
+            plan.map_or_else(dash, |p| p.optimizable_sites.to_string()),
+            optimized,
+            e.build_seconds,
+            lab.and_then(|l| l.load_ms)
+                .map_or_else(dash, |ms| ms.to_string()),
+            e.sites_hit()
+                .map_or_else(dash, |(hit, all)| format!("{hit}/{all}")),
+            effect,
+            match e.verdict() {
+                Ok(()) => "tuned".to_owned(),
+                Err(reason) => format!("no: {}", reason.replace('|', "\\|")),
+            }
+        );
+    }
+    let _ = writeln!(out, "\n{}", Summary::of(entries).line());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest::{EffectValues, Failure, ProbeHits};
+    use super::*;
+
+    fn probe(site: &str, hits: u64, optimized: bool) -> ProbeHits {
+        ProbeHits {
+            site: site.into(),
+            function: "f".into(),
+            offset: 0x10,
+            optimizable: true,
+            optimized: Some(optimized),
+            hits,
+            errors: 0,
+        }
+    }
+
+    fn entry(lab: Option<LabResult>) -> EntryReport {
+        EntryReport {
+            name: "T".into(),
+            subsystem: "mm".into(),
+            value: 64,
+            build_seconds: 1.5,
+            build_error: None,
+            plan: Some(PlanFacts {
+                description: String::new(),
+                default: 128,
+                sites: 2,
+                functions: vec!["f".into()],
+                kinds: vec!["compare".into()],
+                relations: vec!["IV = 1*V".into()],
+                span_bytes: 40,
+                optimizable_sites: 1,
+                uncovered: 0,
+            }),
+            lab,
+        }
+    }
+
+    fn lab(probes: Vec<ProbeHits>, effect: Option<EffectValues>) -> Option<LabResult> {
+        Some(LabResult {
+            name: "T".into(),
+            failure: None,
+            load_ms: Some(300),
+            probes,
+            effect,
+        })
+    }
+
+    #[test]
+    fn tuned_needs_a_hit_and_an_effect_that_follows_the_value() {
+        let fired = vec![probe("s0", 3, true), probe("s1", 0, false)];
+        assert_eq!(entry(lab(fired.clone(), None)).verdict(), Ok(()));
+        let silent = vec![probe("s0", 0, true)];
+        assert_eq!(
+            entry(lab(silent, None)).verdict().unwrap_err(),
+            "no probe fired under the workload"
+        );
+        let effect = |tuned, restored| {
+            Some(EffectValues {
+                default: 32,
+                tuned: Some(tuned),
+                restored: Some(restored),
+            })
+        };
+        assert_eq!(entry(lab(fired.clone(), effect(8, 32))).verdict(), Ok(()));
+        assert!(
+            entry(lab(fired.clone(), effect(32, 32)))
+                .verdict()
+                .unwrap_err()
+                .contains("unchanged")
+        );
+        assert!(
+            entry(lab(fired, effect(8, 8)))
+                .verdict()
+                .unwrap_err()
+                .contains("not restored")
+        );
+    }
+
+    #[test]
+    fn failures_carry_their_step_and_first_line() {
+        let mut failed = entry(lab(vec![], None));
+        failed.lab.as_mut().unwrap().failure = Some(Failure {
+            step: Step::Load,
+            message: "error: alloc_pipe_info+0x6b holds other bytes\nmore".into(),
+        });
+        assert_eq!(
+            failed.verdict().unwrap_err(),
+            "load: error: alloc_pipe_info+0x6b holds other bytes"
+        );
+        failed.lab.as_mut().unwrap().failure = Some(Failure {
+            step: Step::Workload,
+            message: "Traceback (most recent call last):\n  ...\nConnectionRefusedError: x\n"
+                .into(),
+        });
+        assert_eq!(
+            failed.verdict().unwrap_err(),
+            "workload: ConnectionRefusedError: x"
+        );
+        let mut unbuilt = entry(None);
+        unbuilt.plan = None;
+        unbuilt.build_error = Some("refused: sizes an array".into());
+        assert_eq!(
+            unbuilt.verdict().unwrap_err(),
+            "build: refused: sizes an array"
+        );
+        assert_eq!(entry(None).verdict().unwrap_err(), "not run in the lab");
+    }
+
+    #[test]
+    fn summary_counts_tuned_entries_and_optimized_probes() {
+        let entries = vec![
+            entry(lab(vec![probe("s0", 3, true), probe("s1", 1, false)], None)),
+            entry(lab(vec![probe("s0", 0, true)], None)),
+        ];
+        let summary = Summary::of(&entries);
+        assert_eq!((summary.tuned, summary.entries, summary.sites), (1, 2, 4));
+        assert_eq!((summary.probes_optimized, summary.probes_attached), (2, 3));
+        assert!(
+            summary.line().starts_with("1 tuned / 2 total (50.0%)"),
+            "{}",
+            summary.line()
+        );
+        let table = markdown("6.12", &entries);
+        assert!(table.contains("| T | mm | 128 -> 64 | 2 |"), "{table}");
+        assert!(table.contains("no: no probe fired"), "{table}");
+    }
+}
