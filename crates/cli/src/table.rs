@@ -1,11 +1,11 @@
 //! `kernelx table`: the plan store, listed, queried and pruned. JSON output is the plan's own
-//! format (crates/plan/src/format.rs): `list` prints `[{name, path, release, build_id, sites,
-//! default, min, max}]`, `query` a tunable, `cs` its `sites`, `ss` its `safe_spans`.
+//! format (crates/plan/src/format.rs): `list` prints `[{name, description, path, release,
+//! build_id, sites, default, min, max}]`, `query` a tunable, `cs` its `sites`, `ss` its `safe_spans`.
 
 use std::io::Write;
 
 use anyhow::Context as _;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use kernelx_analyze::{render_report, render_span, sites_table};
 use kernelx_plan::{PlanStore, TunablePlan};
 
@@ -41,6 +41,7 @@ pub fn run(command: &TableCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 for t in &plan.tunables {
                     rows.push(serde_json::json!({
                         "name": t.name,
+                        "description": t.description,
                         "path": store.path_of(name),
                         "release": plan.kernel.release,
                         "build_id": plan.kernel.build_id,
@@ -61,9 +62,18 @@ pub fn run(command: &TableCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 )?;
             } else {
                 let mut table = Table::new();
+                // Descriptions wrap so a catalog's list fits the terminal.
                 table
                     .load_preset(UTF8_FULL_CONDENSED)
-                    .set_header(["tunable", "sites", "default", "range", "kernel"]);
+                    .set_content_arrangement(ContentArrangement::Dynamic)
+                    .set_header([
+                        "tunable",
+                        "sites",
+                        "default",
+                        "range",
+                        "kernel",
+                        "description",
+                    ]);
                 for r in &rows {
                     table.add_row([
                         r["name"].as_str().unwrap_or("").to_owned(),
@@ -71,6 +81,7 @@ pub fn run(command: &TableCommand, out: &mut impl Write) -> anyhow::Result<()> {
                         r["default"].to_string(),
                         format!("{}..={}", r["min"], r["max"]),
                         r["release"].as_str().unwrap_or("").to_owned(),
+                        r["description"].as_str().unwrap_or("").to_owned(),
                     ]);
                 }
                 writeln!(out, "{table}")?;

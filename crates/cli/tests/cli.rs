@@ -448,6 +448,39 @@ fn build_validates_the_spec_then_needs_a_kernel_tree() {
 }
 
 #[test]
+fn table_list_shows_each_tunable_with_its_description() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../analyze/testdata/golden/pipe_def_buffers_fs.plan.json"
+    );
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+    plan["tunables"][0]["description"] = "Pages of a new pipe's ring (default 16).".into();
+    std::fs::write(
+        dir.path().join("PIPE_DEF_BUFFERS.plan.json"),
+        serde_json::to_string(&plan).unwrap(),
+    )
+    .unwrap();
+    let env = [("KERNELX_PLANS", dir.path())];
+    let output = kernelx_env(&["table", "list"], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("PIPE_DEF_BUFFERS") && text.contains("description"),
+        "{text}"
+    );
+    assert!(text.contains("new pipe's ring"), "{text}");
+    let output = kernelx_env(&["table", "list", "--json"], &env);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        rows[0]["description"],
+        "Pages of a new pipe's ring (default 16)."
+    );
+    assert_eq!(rows[0]["sites"], 3);
+}
+
+#[test]
 fn table_on_an_empty_store_says_there_are_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plans = dir.path().join("plans");
