@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
@@ -18,6 +18,8 @@ use super::catalog::{self, Entry};
 pub const RESULT_PREFIX: &str = "kernelx-eval: ";
 /// How long a setup, workload or effect command may run under TCG before it counts as failed.
 const COMMAND_TIMEOUT_SECONDS: u32 = 180;
+/// How long to wait for the kernel to jump-optimize the probes it can.
+const OPTIMIZER_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Args)]
 pub struct GuestArgs {
@@ -170,9 +172,22 @@ fn steps(
     run_kernelx(kernelx, &["load", &plan, "--value", &value]).map_err(|m| fail(Step::Load, m))?;
     result.load_ms = Some(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     shell(&entry.workload).map_err(|m| fail(Step::Workload, m))?;
-    let status = run_kernelx(kernelx, &["status", &entry.name, "--json"])
-        .map_err(|m| fail(Step::Status, m))?;
-    result.probes = probes(&status, &entry.name).map_err(|m| fail(Step::Status, m))?;
+    // The kernel's optimizer replaces INT3 by a jump some ticks after attaching (later under
+    // TCG): give it a while before reading which probes ended up [OPTIMIZED].
+    let deadline = Instant::now() + OPTIMIZER_WAIT;
+    loop {
+        let status = run_kernelx(kernelx, &["status", &entry.name, "--json"])
+            .map_err(|m| fail(Step::Status, m))?;
+        result.probes = probes(&status, &entry.name).map_err(|m| fail(Step::Status, m))?;
+        let pending = result
+            .probes
+            .iter()
+            .any(|p| p.optimizable && p.optimized == Some(false));
+        if !pending || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let tuned = effect()?;
     if let (Some(values), Some(tuned)) = (&mut result.effect, tuned) {
         values.tuned = Some(tuned);

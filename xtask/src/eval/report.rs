@@ -157,37 +157,47 @@ pub struct Summary {
     pub built: usize,
     pub tuned: usize,
     pub sites: usize,
+    /// Sites the plans place jump-optimizable probes at.
     pub optimizable_sites: usize,
-    /// Probes the lab kernel listed `[OPTIMIZED]`, of the probes it attached.
-    pub probes_optimized: usize,
-    pub probes_attached: usize,
+    /// Sites with probes attached in the lab, and of those, the ones whose every probe the
+    /// kernel listed `[OPTIMIZED]`.
+    pub lab_sites: usize,
+    pub optimized_sites: usize,
 }
 
 impl Summary {
     pub fn of(entries: &[EntryReport]) -> Summary {
         let plans = entries.iter().filter_map(|e| e.plan.as_ref());
-        let lab_probes = entries
-            .iter()
-            .filter_map(|e| e.lab.as_ref())
-            .flat_map(|l| &l.probes);
+        let mut lab_sites = 0;
+        let mut optimized_sites = 0;
+        for lab in entries.iter().filter_map(|e| e.lab.as_ref()) {
+            let sites: BTreeSet<&str> = lab.probes.iter().map(|p| p.site.as_str()).collect();
+            lab_sites += sites.len();
+            optimized_sites += sites
+                .iter()
+                .filter(|site| {
+                    lab.probes
+                        .iter()
+                        .filter(|p| p.site == **site)
+                        .all(|p| p.optimized == Some(true))
+                })
+                .count();
+        }
         Summary {
             entries: entries.len(),
             built: entries.iter().filter(|e| e.plan.is_some()).count(),
             tuned: entries.iter().filter(|e| e.verdict().is_ok()).count(),
             sites: plans.clone().map(|p| p.sites).sum(),
             optimizable_sites: plans.map(|p| p.optimizable_sites).sum(),
-            probes_optimized: lab_probes
-                .clone()
-                .filter(|p| p.optimized == Some(true))
-                .count(),
-            probes_attached: lab_probes.count(),
+            lab_sites,
+            optimized_sites,
         }
     }
 
     pub fn line(&self) -> String {
         format!(
-            "{} tuned / {} total ({}), {} built; {} sites, {} jump-optimizable ({}); \
-             {} of {} attached probes [OPTIMIZED] ({})",
+            "{} tuned / {} total ({}), {} built; {} sites, {} jump-optimizable by the plans \
+             ({}); in the lab {} of {} attached sites [OPTIMIZED] ({})",
             self.tuned,
             self.entries,
             percent(self.tuned, self.entries),
@@ -195,9 +205,9 @@ impl Summary {
             self.sites,
             self.optimizable_sites,
             percent(self.optimizable_sites, self.sites),
-            self.probes_optimized,
-            self.probes_attached,
-            percent(self.probes_optimized, self.probes_attached),
+            self.optimized_sites,
+            self.lab_sites,
+            percent(self.optimized_sites, self.lab_sites),
         )
     }
 }
@@ -229,7 +239,7 @@ pub fn markdown(kernel: &str, entries: &[EntryReport]) -> String {
     let _ = writeln!(
         out,
         "| tunable | subsystem | default -> lab | sites | synthesis | relation | SS bytes | \
-         opt. sites | [OPTIMIZED] | build s | load ms | sites hit | effect | result |\n\
+         opt. sites | [OPTIMIZED] probes | build s | load ms | sites hit | effect | result |\n\
          | --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
     );
     for e in entries {
@@ -397,7 +407,8 @@ mod tests {
         ];
         let summary = Summary::of(&entries);
         assert_eq!((summary.tuned, summary.entries, summary.sites), (1, 2, 4));
-        assert_eq!((summary.probes_optimized, summary.probes_attached), (2, 3));
+        // s0 and s1 of the first, s0 of the second; s1 has a probe left as INT3.
+        assert_eq!((summary.optimized_sites, summary.lab_sites), (2, 3));
         assert!(
             summary.line().starts_with("1 tuned / 2 total (50.0%)"),
             "{}",
