@@ -29,8 +29,10 @@ pub enum LabCommand {
     Run(RunArgs),
     /// Build the lab tests (integration tests named `vm_*`) and run them all in one boot.
     Test(TestArgs),
-    /// The main demo: set up the lab, build the PIPE_DEF_BUFFERS plan on the host, boot the
-    /// kernel and tune new pipes' size with `kernelx load`, `set`, `status` and `unload`.
+    /// The main demo: set up the lab, build the PIPE_DEF_BUFFERS and BLK_MAX_REQUEST_COUNT
+    /// plans on the host, boot the kernel and tune new pipes' size with `kernelx load`, `set`,
+    /// `status` and `unload` in each mode and with a policy, then the requests per block plug
+    /// flush under fio on a null_blk device.
     Demo,
     /// List the Debian 6.12 kernel versions the apt archives carry (for KERNELX_LAB_KERNEL).
     Versions,
@@ -260,6 +262,13 @@ pub fn test(cache: &Cache, kernel: &LabKernel, args: &TestArgs) -> Result<ExitCo
             "KERNELX_EXAMPLES".to_owned(),
             repo_root()?.join("examples/policies").display().to_string(),
         ),
+        (
+            "KERNELX_WORKLOADS".to_owned(),
+            repo_root()?
+                .join("tunables/linux-6.12/workloads")
+                .display()
+                .to_string(),
+        ),
     ];
     // Generous: a TCG guest on a busy 2-core host runs the suite in about 20 minutes, the
     // stress run alone in about 25.
@@ -360,11 +369,24 @@ pipe_size
 step kernelx status PIPE_DEF_BUFFERS
 step kernelx unload PIPE_DEF_BUFFERS
 ( echo 0 > /sys/fs/cgroup/big-pipes/cgroup.procs; pipe_size )
+# A case study under load: BLK_MAX_REQUEST_COUNT caps the requests a block plug holds before
+# it dispatches them. fio writes 4 KiB blocks at random to a null_blk device, 64 per
+# submission; the tracepoint block:block_unplug counts the requests of each dispatch.
+echo; echo "BLK_MAX_REQUEST_COUNT: fio on /dev/nullb0, 64 random 4 KiB writes per submission"
+plug() { sh "$KERNELX_WORKLOADS/blk_plug.sh"; }
+step plug
+step kernelx load BLK_MAX_REQUEST_COUNT --value 8
+step plug
+step kernelx set BLK_MAX_REQUEST_COUNT 16
+step plug
+step kernelx unload BLK_MAX_REQUEST_COUNT
+step plug
 "#;
 
 /// Builds the PIPE_DEF_BUFFERS plan on the host (fs/pipe.c only: see the golden test
 /// `lab_tree_pipe_def_buffers_in_fs` for why fs/splice.c and kernel/trace/trace.c keep the
-/// compiled value), then loads, sets, shows and unloads it in the VM.
+/// compiled value) and the BLK_MAX_REQUEST_COUNT plan, then loads, sets, shows and unloads
+/// them in the VM.
 fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
     build_module(kernel, &LAB_MODULES[1])?;
     let kernelx = cargo::build(&["build", "--package", "kernelx", "--bin", "kernelx"])?
@@ -379,19 +401,32 @@ fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         .context("the kernelx binary has no target directory")?
         .join("kernelx-demo/plans");
     let files = cache.kernel(kernel);
-    let mut build = Command::new(&kernelx.path);
-    build
-        .arg("build")
-        .arg("PIPE_DEF_BUFFERS")
-        .arg("--kernel-dir")
-        .arg(files.source())
-        .arg("--vmlinux")
-        .arg(files.vmlinux())
-        .args(["--exclude-unit", "fs/splice.c"])
-        .args(["--exclude-unit", "kernel/trace/trace.c"])
-        .env("KERNELX_PLANS", &plans);
-    eprintln!("lab: $ {}", process::render(&build));
-    process::run_visible(&mut build).context("building the PIPE_DEF_BUFFERS plan")?;
+    let demo_builds: [(&str, &[&str]); 2] = [
+        (
+            "PIPE_DEF_BUFFERS",
+            &[
+                "--exclude-unit",
+                "fs/splice.c",
+                "--exclude-unit",
+                "kernel/trace/trace.c",
+            ],
+        ),
+        ("BLK_MAX_REQUEST_COUNT", &[]),
+    ];
+    for (tunable, args) in demo_builds {
+        let mut build = Command::new(&kernelx.path);
+        build
+            .arg("build")
+            .arg(tunable)
+            .arg("--kernel-dir")
+            .arg(files.source())
+            .arg("--vmlinux")
+            .arg(files.vmlinux())
+            .args(args)
+            .env("KERNELX_PLANS", &plans);
+        eprintln!("lab: $ {}", process::render(&build));
+        process::run_visible(&mut build).with_context(|| format!("building the {tunable} plan"))?;
+    }
     let env = vec![
         ("KERNELX_BIN".to_owned(), kernelx.path.display().to_string()),
         ("KERNELX_PLANS".to_owned(), plans.display().to_string()),
@@ -402,6 +437,13 @@ fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         (
             "KERNELX_EXAMPLES".to_owned(),
             repo_root()?.join("examples/policies").display().to_string(),
+        ),
+        (
+            "KERNELX_WORKLOADS".to_owned(),
+            repo_root()?
+                .join("tunables/linux-6.12/workloads")
+                .display()
+                .to_string(),
         ),
     ];
     exit_code(vm::run(

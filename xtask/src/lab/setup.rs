@@ -58,6 +58,10 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
         "compiling the SIE BPF program (kernelx-runtime build.rs)",
     ),
     ("zlib1g-dev", "libbpf (kernelx-runtime)"),
+    (
+        "fio",
+        "the block workloads of the demo and the catalog evaluation",
+    ),
 ];
 
 /// Which optional parts `setup` prepares.
