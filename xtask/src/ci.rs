@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::lab::{self, Cache, LabKernel, SetupParts};
-use crate::process;
+use crate::{eval, process};
 
 #[derive(Args)]
 pub struct CiArgs {
@@ -65,13 +65,14 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
     } else {
         section("lab tests (in the VM)");
         let suite = lab::test(&cache, &kernel, &lab::TestArgs::all())?;
+        section("catalog evaluation (plans on the host, loads in the VM)");
+        let eval = eval::run(eval::EvalArgs::whole_catalog())?;
         section("stress run (in the VM)");
         let stress = lab::test(&cache, &kernel, &lab::TestArgs::stress())?;
-        if suite == ExitCode::SUCCESS {
-            stress
-        } else {
-            suite
-        }
+        [suite, eval, stress]
+            .into_iter()
+            .find(|code| *code != ExitCode::SUCCESS)
+            .unwrap_or(ExitCode::SUCCESS)
     };
     eprintln!("ci: finished in {:.0}s", start.elapsed().as_secs_f64());
     Ok(code)

@@ -24,7 +24,8 @@ enum Command {
     /// The kernel lab: fetch, prepare and boot Debian's 6.12 cloud kernel under QEMU.
     #[command(subcommand)]
     Lab(lab::LabCommand),
-    /// What CI runs: formatting, clippy, unit tests, then the lab tests in one VM boot.
+    /// What CI runs: formatting, clippy, unit tests, then the lab tests in one VM boot, the
+    /// catalog evaluation and the stress run.
     Ci(ci::CiArgs),
     /// Benchmarks, in the lab: `build` times `kernelx build` cold and warm per constant;
     /// `runtime` times probe triggers, loads, sets and unloads in the lab VM.
