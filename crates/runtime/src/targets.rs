@@ -68,9 +68,20 @@ fn spans_in(
                 span: span.id.clone(),
                 function: span.function.clone(),
             })?;
+        // A task at the first byte of a critical span of this span's sites (a probe there, or
+        // a frame returning there) has not run it: the value the span carries does not exist
+        // yet. Such a range begins one byte in, so that task counts as outside, and a probe
+        // of another site placed there may hand it a new value.
+        let critical_starts: Vec<u64> = sites
+            .iter()
+            .filter(|s| s.site.safe_span == span.id)
+            .map(|s| s.site.recipe.span.start)
+            .collect();
         addresses.extend(span.ranges.iter().map(|r| SpanAddress {
             span: index,
-            start: function + u64::from(r.start),
+            start: function
+                + u64::from(r.start)
+                + u64::from(critical_starts.contains(&u64::from(r.start))),
             end: function + u64::from(r.end),
         }));
     }
@@ -145,9 +156,31 @@ mod tests {
             spans.iter().map(|s| s.span).collect::<Vec<_>>(),
             [0, 1, 1, 2, 2]
         );
+        // The plan's range 107..502 begins at the critical span of the site at +0x6b: a task
+        // at 107 has not run it, so the range starts at 108. Later ranges keep their start.
         assert_eq!(
             (spans[0].start, spans[0].end),
-            (FUNCTION + 107, FUNCTION + 502)
+            (FUNCTION + 108, FUNCTION + 502)
+        );
+        let plan_ranges: Vec<_> = program.spans().iter().flat_map(|s| &s.ranges).collect();
+        for (placed, planned) in spans.iter().zip(&plan_ranges) {
+            let starts_critical_span = plan.tunables[0]
+                .sites
+                .iter()
+                .any(|s| s.recipe.span.start == u64::from(planned.start));
+            assert_eq!(
+                placed.start,
+                FUNCTION + u64::from(planned.start) + u64::from(starts_critical_span),
+                "{planned:?}"
+            );
+            assert_eq!(placed.end, FUNCTION + u64::from(planned.end));
+        }
+        assert!(
+            spans
+                .iter()
+                .zip(&plan_ranges)
+                .any(|(placed, planned)| placed.start == FUNCTION + u64::from(planned.start)),
+            "some range of the golden plan begins elsewhere than a critical span"
         );
         let mut sites = verified(&plan);
         sites.retain(|s| s.site.safe_span != program.spans()[2].id);
