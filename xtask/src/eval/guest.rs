@@ -35,6 +35,9 @@ pub struct GuestArgs {
     /// Only these entries (default: every entry with a plan).
     #[arg(long = "only")]
     pub only: Vec<String>,
+    /// Also load each entry's `kernelx gen` stub as an X-tune policy.
+    #[arg(long)]
+    pub policies: bool,
 }
 
 /// What happened to one entry in the VM.
@@ -49,6 +52,23 @@ pub struct LabResult {
     pub probes: Vec<ProbeHits>,
     /// The effect command's output at the default, loaded, and after unload.
     pub effect: Option<EffectValues>,
+    /// The `kernelx gen` stub loaded as a policy (with `--policies`).
+    pub policy: Option<PolicyResult>,
+}
+
+/// The `kernelx gen` stub of a tunable, loaded unchanged as its X-tune policy, its parameter
+/// `value` set to the lab value, under the workload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PolicyResult {
+    /// `kernelx gen` refused the tunable (a site divides by the value): its message.
+    pub refused: Option<String>,
+    pub failure: Option<Failure>,
+    /// `kernelx load --policy`, compile included, in milliseconds (TCG).
+    pub load_ms: Option<u64>,
+    /// Times the policy was asked.
+    pub decisions: u64,
+    /// The effect command's output with the policy choosing the lab value.
+    pub effect: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -66,6 +86,8 @@ pub enum Step {
     Workload,
     Status,
     Unload,
+    Gen,
+    Set,
 }
 
 impl Step {
@@ -77,6 +99,8 @@ impl Step {
             Step::Workload => "workload",
             Step::Status => "status",
             Step::Unload => "unload",
+            Step::Gen => "gen",
+            Step::Set => "set",
         }
     }
 }
@@ -109,6 +133,12 @@ struct Status {
 struct TunableStatus {
     name: String,
     probes: Vec<ProbeHits>,
+    policy: Option<PolicyStatus>,
+}
+
+#[derive(Deserialize)]
+struct PolicyStatus {
+    decisions: u64,
 }
 
 pub fn run(args: GuestArgs) -> Result<ExitCode> {
@@ -122,7 +152,10 @@ pub fn run(args: GuestArgs) -> Result<ExitCode> {
             continue;
         }
         eprintln!("eval: {}", entry.name);
-        let result = evaluate(&args.kernelx, entry, &plan);
+        let mut result = evaluate(&args.kernelx, entry, &plan);
+        if args.policies && result.failure.is_none() {
+            result.policy = Some(evaluate_policy(&args.kernelx, entry, &plan));
+        }
         println!("{RESULT_PREFIX}{}", serde_json::to_string(&result)?);
     }
     Ok(ExitCode::SUCCESS)
@@ -134,14 +167,65 @@ fn evaluate(kernelx: &Path, entry: &Entry, plan: &Path) -> LabResult {
         ..LabResult::default()
     };
     if let Err(failure) = steps(kernelx, entry, plan, &mut result) {
-        // Whatever the failed step left loaded must not change the next entry's kernel.
-        let _ = Command::new(kernelx)
-            .args(["unload", "--all", "--force"])
-            .stdin(Stdio::null())
-            .output();
+        unload_everything(kernelx);
         result.failure = Some(failure);
     }
     result
+}
+
+/// After a failed step: whatever it left loaded must not change the next entry's kernel.
+fn unload_everything(kernelx: &Path) {
+    let _ = Command::new(kernelx)
+        .args(["unload", "--all", "--force"])
+        .stdin(Stdio::null())
+        .output();
+}
+
+fn evaluate_policy(kernelx: &Path, entry: &Entry, plan: &Path) -> PolicyResult {
+    let mut result = PolicyResult::default();
+    if let Err(failure) = policy_steps(kernelx, entry, plan, &mut result) {
+        unload_everything(kernelx);
+        result.failure = Some(failure);
+    }
+    result
+}
+
+fn policy_steps(
+    kernelx: &Path,
+    entry: &Entry,
+    plan: &Path,
+    result: &mut PolicyResult,
+) -> Result<(), Failure> {
+    let stub = std::env::temp_dir().join(format!("kernelx-eval-{}.bpf.c", entry.name));
+    let (plan, stub_arg) = (plan.display().to_string(), stub.display().to_string());
+    if let Err(message) = run_kernelx(kernelx, &["gen", &plan, "-o", &stub_arg, "--force"]) {
+        if message.contains("divides by the value") {
+            result.refused = Some(message);
+            return Ok(());
+        }
+        return Err(fail(Step::Gen, message));
+    }
+    let start = Instant::now();
+    run_kernelx(kernelx, &["load", &plan, "--policy", &stub_arg])
+        .map_err(|m| fail(Step::Load, m))?;
+    result.load_ms = Some(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let param = format!("value={}", entry.value);
+    run_kernelx(kernelx, &["set", &entry.name, "--param", &param])
+        .map_err(|m| fail(Step::Set, m))?;
+    shell(&entry.workload).map_err(|m| fail(Step::Workload, m))?;
+    let status = run_kernelx(kernelx, &["status", &entry.name, "--json"])
+        .map_err(|m| fail(Step::Status, m))?;
+    result.decisions = tunable_status(&status, &entry.name)
+        .map_err(|m| fail(Step::Status, m))?
+        .policy
+        .map_or(0, |p| p.decisions);
+    result.effect = entry
+        .effect
+        .as_deref()
+        .map(|command| effect_value(command).map_err(|m| fail(Step::Effect, m)))
+        .transpose()?;
+    run_kernelx(kernelx, &["unload", &entry.name]).map_err(|m| fail(Step::Unload, m))?;
+    Ok(())
 }
 
 fn steps(
@@ -205,13 +289,16 @@ fn fail(step: Step, message: String) -> Failure {
 }
 
 fn probes(status: &str, name: &str) -> Result<Vec<ProbeHits>, String> {
+    tunable_status(status, name).map(|t| t.probes)
+}
+
+fn tunable_status(status: &str, name: &str) -> Result<TunableStatus, String> {
     let status: Status = serde_json::from_str(status)
         .map_err(|e| format!("kernelx status --json printed no status: {e}"))?;
     status
         .tunables
         .into_iter()
         .find(|t| t.name == name)
-        .map(|t| t.probes)
         .ok_or_else(|| format!("kernelx status does not list {name}"))
 }
 

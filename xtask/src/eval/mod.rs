@@ -26,6 +26,8 @@ use report::{EntryReport, PlanFacts, Summary};
 /// The whole VM run, boot included: about 30 entries of a load, a workload and an unload
 /// each under TCG.
 const VM_TIMEOUT_SECONDS: u64 = 3000;
+/// With `--policies`: about a minute per entry for a compile, a load and the workload.
+const POLICY_SECONDS: u64 = 2400;
 const DEFAULT_CATALOG: &str = "tunables/linux-6.12";
 /// The share of catalog entries that must be tuned end to end (the bar).
 const DEFAULT_REQUIRE: u32 = 90;
@@ -41,6 +43,10 @@ pub struct EvalArgs {
     /// Build the plans and report them without booting the lab VM.
     #[arg(long)]
     no_vm: bool,
+    /// Also load each entry's `kernelx gen` stub unchanged as an X-tune policy (compiled in
+    /// the VM: about half a minute per entry under TCG).
+    #[arg(long)]
+    policies: bool,
     /// Fail when fewer entries than this percentage are tuned end to end (with the VM).
     #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_REQUIRE)]
     require: u32,
@@ -53,6 +59,7 @@ impl EvalArgs {
             catalog: PathBuf::from(DEFAULT_CATALOG),
             only: Vec::new(),
             no_vm: false,
+            policies: false,
             require: DEFAULT_REQUIRE,
         }
     }
@@ -137,11 +144,15 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             shell_quote(&plans),
             shell_quote(&kernelx),
         );
+        if args.policies {
+            script.push_str(" --policies");
+        }
         for name in &args.only {
             script.push_str(&format!(" --only {}", shell_quote(Path::new(name))));
         }
         let mut results: HashMap<String, LabResult> = HashMap::new();
-        for line in lab::run_collecting(&script, VM_TIMEOUT_SECONDS, RESULT_PREFIX)? {
+        let timeout = VM_TIMEOUT_SECONDS + if args.policies { POLICY_SECONDS } else { 0 };
+        for line in lab::run_collecting(&script, timeout, RESULT_PREFIX)? {
             let result: LabResult = serde_json::from_str(&line)
                 .with_context(|| format!("reading the guest's result {line}"))?;
             results.insert(result.name.clone(), result);

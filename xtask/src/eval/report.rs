@@ -105,7 +105,9 @@ impl EntryReport {
             // kernelx says what is wrong first; a shell command's last words say it (a
             // Python traceback ends with the exception).
             let message = match failure.step {
-                Step::Load | Step::Status | Step::Unload => first_line(&failure.message),
+                Step::Load | Step::Status | Step::Unload | Step::Gen | Step::Set => {
+                    first_line(&failure.message)
+                }
                 Step::Setup | Step::Effect | Step::Workload => last_line(&failure.message),
             };
             return Err(format!("{}: {message}", failure.step.as_str()));
@@ -136,6 +138,35 @@ impl EntryReport {
         Ok(())
     }
 
+    /// How the `kernelx gen` stub fared as a policy: `None` when it was not tried, else
+    /// `Ok` with what it did or `Err` with why it failed.
+    pub fn policy_verdict(&self) -> Option<Result<String, String>> {
+        let lab = self.lab.as_ref()?;
+        let policy = lab.policy.as_ref()?;
+        if let Some(refused) = &policy.refused {
+            return Some(Ok(format!("not offered: {}", first_line(refused))));
+        }
+        if let Some(failure) = &policy.failure {
+            return Some(Err(format!(
+                "{}: {}",
+                failure.step.as_str(),
+                first_line(&failure.message)
+            )));
+        }
+        if policy.decisions == 0 {
+            return Some(Err("never asked under the workload".into()));
+        }
+        let by_value = lab.effect.as_ref().and_then(|e| e.tuned);
+        if let (Some(with_policy), Some(by_value)) = (policy.effect, by_value)
+            && with_policy != by_value
+        {
+            return Some(Err(format!(
+                "effect {with_policy}, but {by_value} with the value loaded"
+            )));
+        }
+        Some(Ok(format!("{} decisions", policy.decisions)))
+    }
+
     /// Sites with at least one probe hit, of all sites.
     fn sites_hit(&self) -> Option<(usize, usize)> {
         let lab = self.lab.as_ref()?;
@@ -163,6 +194,10 @@ pub struct Summary {
     /// kernel listed `[OPTIMIZED]`.
     pub lab_sites: usize,
     pub optimized_sites: usize,
+    /// `kernelx gen` stubs loaded as policies that were asked (with `--policies`), of those
+    /// tried (tunables that divide by the value are not offered a policy).
+    pub policies_ok: usize,
+    pub policies_tried: usize,
 }
 
 impl Summary {
@@ -191,13 +226,30 @@ impl Summary {
             optimizable_sites: plans.map(|p| p.optimizable_sites).sum(),
             lab_sites,
             optimized_sites,
+            policies_ok: entries
+                .iter()
+                .filter_map(EntryReport::policy_verdict)
+                .filter(Result::is_ok)
+                .count(),
+            policies_tried: entries
+                .iter()
+                .filter_map(EntryReport::policy_verdict)
+                .count(),
         }
     }
 
     pub fn line(&self) -> String {
+        let policies = if self.policies_tried == 0 {
+            String::new()
+        } else {
+            format!(
+                "; `kernelx gen` stubs as policies: {} of {} work",
+                self.policies_ok, self.policies_tried
+            )
+        };
         format!(
             "{} tuned / {} total ({}), {} built; {} sites, {} jump-optimizable by the plans \
-             ({}); in the lab {} of {} attached sites [OPTIMIZED] ({})",
+             ({}); in the lab {} of {} attached sites [OPTIMIZED] ({}){policies}",
             self.tuned,
             self.entries,
             percent(self.tuned, self.entries),
@@ -239,8 +291,10 @@ pub fn markdown(kernel: &str, entries: &[EntryReport]) -> String {
     let _ = writeln!(
         out,
         "| tunable | subsystem | default -> lab | sites | synthesis | relation | SS bytes | \
-         opt. sites | [OPTIMIZED] probes | build s | load ms | sites hit | effect | result |\n\
-         | --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+         opt. sites | [OPTIMIZED] probes | build s | load ms | sites hit | effect | result | \
+         gen stub as policy |\n\
+         | --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- \
+         | --- |"
     );
     for e in entries {
         let plan = e.plan.as_ref();
@@ -262,7 +316,7 @@ pub fn markdown(kernel: &str, entries: &[EntryReport]) -> String {
         });
         let _ = writeln!(
             out,
-            "| {} | {} | {} -> {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} -> {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
             e.name,
             e.subsystem,
             plan.map_or_else(dash, |p| p.default.to_string()),
@@ -282,6 +336,11 @@ pub fn markdown(kernel: &str, entries: &[EntryReport]) -> String {
             match e.verdict() {
                 Ok(()) => "tuned".to_owned(),
                 Err(reason) => format!("no: {}", reason.replace('|', "\\|")),
+            },
+            match e.policy_verdict() {
+                None => dash(),
+                Some(Ok(what)) => what.replace('|', "\\|"),
+                Some(Err(reason)) => format!("no: {}", reason.replace('|', "\\|")),
             }
         );
     }
@@ -335,6 +394,7 @@ mod tests {
             load_ms: Some(300),
             probes,
             effect,
+            policy: None,
         })
     }
 
@@ -397,6 +457,56 @@ mod tests {
             "build: refused: sizes an array"
         );
         assert_eq!(entry(None).verdict().unwrap_err(), "not run in the lab");
+    }
+
+    #[test]
+    fn a_policy_works_when_asked_and_its_effect_matches_the_value() {
+        use super::super::guest::PolicyResult;
+        let effect = Some(EffectValues {
+            default: 32,
+            tuned: Some(8),
+            restored: Some(32),
+        });
+        let with_policy = |policy: PolicyResult| {
+            let mut e = entry(lab(vec![probe("s0", 3, true)], effect.clone()));
+            e.lab.as_mut().unwrap().policy = Some(policy);
+            e.policy_verdict()
+        };
+        let asked = PolicyResult {
+            decisions: 5,
+            effect: Some(8),
+            ..PolicyResult::default()
+        };
+        assert_eq!(with_policy(asked.clone()), Some(Ok("5 decisions".into())));
+        let wrong = PolicyResult {
+            effect: Some(32),
+            ..asked.clone()
+        };
+        assert!(
+            with_policy(wrong)
+                .unwrap()
+                .unwrap_err()
+                .contains("effect 32, but 8")
+        );
+        let silent = PolicyResult {
+            decisions: 0,
+            ..asked
+        };
+        assert_eq!(
+            with_policy(silent),
+            Some(Err("never asked under the workload".into()))
+        );
+        let refused = PolicyResult {
+            refused: Some("error: KX_TARGET_DIV divides by the value at f+0x10".into()),
+            ..PolicyResult::default()
+        };
+        assert!(
+            with_policy(refused)
+                .unwrap()
+                .unwrap()
+                .starts_with("not offered")
+        );
+        assert_eq!(entry(lab(vec![], None)).policy_verdict(), None);
     }
 
     #[test]
