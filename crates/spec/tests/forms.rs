@@ -476,7 +476,7 @@ fn exclude_units_belong_to_the_tunable_in_every_form() {
     let short = parse(
         "macro = \"PIPE_DEF_BUFFERS\"\nexclude_units = [\"fs/splice.c\", \"kernel/trace/trace.c\"]\n",
     );
-    assert_eq!(units(&short), [pipe.clone()]);
+    assert_eq!(units(&short), std::slice::from_ref(&pipe));
 
     let single = parse(&format!("exclude_units = [\"mm/vmscan.c\"]\n{PATTERN}"));
     assert_eq!(units(&single), [vec![PathBuf::from("mm/vmscan.c")]]);
