@@ -1,12 +1,15 @@
-//! `kernelx build`: read the spec, analyse each selected tunable on the kernel tree, write the
-//! plan (to `-o`, or one file per tunable in the plan store) and print the report.
+//! `kernelx build`: read the spec, analyse each selected tunable on the kernel tree (with the
+//! command line's excluded units and its own), write the plan (to `-o`, or one file per tunable
+//! in the plan store) and print the report. A tunable that is refused does not stop the others.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use kernelx_analyze::{AnalyzeOptions, analyze, default_vmlinux, kernel_identity, render_report};
+use kernelx_analyze::{
+    AnalyzeError, AnalyzeOptions, analyze, default_vmlinux, kernel_identity, render_report,
+};
 use kernelx_kbuild::{
     BuiltUnits, Cache, KernelTree, ModuleTree, SourceTree, Toolchain, VariantOptions,
 };
@@ -79,26 +82,50 @@ pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
     for w in &identity_warnings {
         writeln!(err, "warning: {w}")?;
     }
-    let options = AnalyzeOptions {
-        exclude_units: args.exclude_units.clone(),
-        ..AnalyzeOptions::new(VariantOptions {
-            toolchain,
-            jobs: args.jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
-            }),
-            cache,
-            built,
-        })
-    };
+    let mut options = AnalyzeOptions::new(VariantOptions {
+        toolchain,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+        cache,
+        built,
+    });
+    // A tunable refused in a multi-tunable build does not stop the others: each build takes
+    // minutes, and the plans of the good ones are worth keeping.
     let mut plans = Vec::new();
-    for tunable in tunables {
+    let mut refused: Vec<&str> = Vec::new();
+    for tunable in &tunables {
+        options.exclude_units = excluded_units(args, tunable);
         let progress = BuildProgress::new(&tunable.name);
         let result = analyze(tree, tunable, &options, &progress);
         progress.finish();
-        plans.push(result.with_context(|| format!("building {}", tunable.name))?);
+        match result {
+            Ok(plan) => plans.push(plan),
+            Err(error) => {
+                let error = refusal(args, &parsed.spec.path, tunable, error);
+                if tunables.len() == 1 {
+                    return Err(error);
+                }
+                writeln!(err, "error: {error}")?;
+                for cause in error.chain().skip(1) {
+                    writeln!(err, "caused by: {cause}")?;
+                }
+                refused.push(&tunable.name);
+            }
+        }
     }
     let plan = Plan::new(kernel, plans);
     let written = match &args.output {
+        // One file stands for the whole spec: a partial one would pass for it.
+        Some(path) if !refused.is_empty() => {
+            writeln!(
+                err,
+                "not writing {}: it would lack the refused tunables; fix them, or leave them out \
+                 with --tunable",
+                path.display()
+            )?;
+            Vec::new()
+        }
         Some(path) => {
             plan.write(path)
                 .with_context(|| format!("writing the plan {}", path.display()))?;
@@ -114,7 +141,10 @@ pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
         }
     };
     if args.json {
-        out.write_all(plan.to_json()?.as_bytes())?;
+        // The JSON is the plan as written; nothing was written when -o refused.
+        if !written.is_empty() {
+            out.write_all(plan.to_json()?.as_bytes())?;
+        }
     } else {
         for t in &plan.tunables {
             write!(out, "{}", render_report(t))?;
@@ -123,7 +153,59 @@ pub fn run(args: &BuildArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
     for path in written {
         writeln!(err, "wrote {}", path.display())?;
     }
+    if !refused.is_empty() {
+        bail!(
+            "built {} of {} tunables; refused: {}",
+            plan.tunables.len(),
+            tunables.len(),
+            refused.join(", ")
+        );
+    }
     Ok(plan)
+}
+
+/// The units `tunable` leaves at the compiled value: `--exclude-unit`'s, then its own
+/// `exclude_units` (a unit in both is excluded once).
+fn excluded_units(args: &BuildArgs, tunable: &Tunable) -> Vec<PathBuf> {
+    let mut units = args.exclude_units.clone();
+    for unit in &tunable.exclude_units {
+        if !units.contains(unit) {
+            units.push(unit.clone());
+        }
+    }
+    units
+}
+
+/// Why `tunable` was refused. An exclusion of a unit the constant does not reach also says who
+/// asked for it, since the fix is there: the command line's flag, or the spec's list.
+fn refusal(args: &BuildArgs, spec: &Path, tunable: &Tunable, error: AnalyzeError) -> anyhow::Error {
+    let origin = match &error {
+        AnalyzeError::ExcludedUnitNotReached { unit, .. } => {
+            let unit = Path::new(unit);
+            let by_flag = args.exclude_units.iter().any(|u| u == unit);
+            let by_spec = tunable.exclude_units.iter().any(|u| u == unit);
+            let flag = "--exclude-unit, which applies to every selected tunable (drop it, or move \
+                        it to the `exclude_units` of the tunables it concerns)";
+            let list = format!(
+                "`exclude_units` of {} in {} (remove it there)",
+                tunable.name,
+                spec.display()
+            );
+            match (by_flag, by_spec) {
+                (true, true) => Some(format!("{flag} and by the {list}")),
+                (true, false) => Some(flag.to_owned()),
+                (false, true) => Some(format!("the {list}")),
+                (false, false) => None,
+            }
+            .map(|origin| format!("{} is excluded by {origin}", unit.display()))
+        }
+        _ => None,
+    };
+    let context = match origin {
+        Some(origin) => format!("building {}: {origin}", tunable.name),
+        None => format!("building {}", tunable.name),
+    };
+    anyhow::Error::new(error).context(context)
 }
 
 /// Validates `args.spec` (file or macro name) and the `--tunable` selection, printing warnings
@@ -162,6 +244,13 @@ pub fn check_spec(args: &BuildArgs, err: &mut impl Write) -> anyhow::Result<Pars
     writeln!(err, "{}: valid spec", parsed.spec.path.display())?;
     for tunable in selected(args, &parsed) {
         writeln!(err, "  {}", describe(tunable))?;
+        for unit in &tunable.exclude_units {
+            writeln!(
+                err,
+                "    excluding {}: it keeps the compiled value (the spec's `exclude_units`)",
+                unit.display()
+            )?;
+        }
     }
     for unit in &args.exclude_units {
         writeln!(

@@ -299,6 +299,64 @@ pub enum SpecError {
         reason: &'static str,
     },
 
+    /// An `exclude_units` entry is not a string.
+    #[error(
+        "{}:{line}:{col}: error: `exclude_units` entry {index} must be a string, found {found}; quote the unit's source file, e.g. \"fs/splice.c\"",
+        path.display()
+    )]
+    ExcludeUnitNotString {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        col: usize,
+        /// 1-based entry number.
+        index: usize,
+        /// The type found.
+        found: &'static str,
+    },
+
+    /// An `exclude_units` entry is empty or could name a file outside the kernel tree.
+    #[error(
+        "{}:{line}:{col}: error: `exclude_units` entry {index} = {value:?} {reason}; give the unit's source file relative to the kernel tree, e.g. \"fs/splice.c\"",
+        path.display()
+    )]
+    BadExcludeUnit {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        col: usize,
+        /// 1-based entry number.
+        index: usize,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A unit is listed twice in `exclude_units`; the position is the second entry's.
+    #[error(
+        "{}:{line}:{col}: error: `exclude_units` entry {second} repeats entry {first}, {value:?}; list each unit once",
+        path.display()
+    )]
+    DuplicateExcludeUnit {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        col: usize,
+        /// The repeated unit, as written the second time.
+        value: String,
+        /// 1-based index of the first occurrence.
+        first: usize,
+        /// 1-based index of the repeat.
+        second: usize,
+    },
+
     /// `kernel_dir` cannot be turned into a directory.
     #[error("{}:{line}:{col}: error: `kernel_dir` = {value:?} {reason}", path.display())]
     BadKernelDir {
@@ -508,6 +566,15 @@ impl SpecError {
                 path, line, col, ..
             }
             | E::BadFilePath {
+                path, line, col, ..
+            }
+            | E::ExcludeUnitNotString {
+                path, line, col, ..
+            }
+            | E::BadExcludeUnit {
+                path, line, col, ..
+            }
+            | E::DuplicateExcludeUnit {
                 path, line, col, ..
             }
             | E::BadKernelDir {

@@ -151,6 +151,7 @@ pub(crate) struct RawTunable {
     /// Source keys written next to `name` (the multi form, and the short form).
     pub(crate) inline: RawSource,
     pub(crate) safe_spans: Option<Field<RawList<RawSafeSpan>>>,
+    pub(crate) exclude_units: Option<Field>,
     pub(crate) unknown: Vec<Spanned<String>>,
 }
 
@@ -259,6 +260,7 @@ impl RawTable for RawTunable {
             "description" => field(&mut self.description, at, map),
             "source" => field(&mut self.source, at, map),
             "safe_spans" => field(&mut self.safe_spans, at, map),
+            "exclude_units" => field(&mut self.exclude_units, at, map),
             _ => self.inline.take(key, at, map),
         }
     }

@@ -107,14 +107,7 @@ pub(crate) fn macro_name(loc: &Locator, field: &Field) -> Result<String> {
 pub(crate) fn source_file(loc: &Locator, field: &Field) -> Result<PathBuf> {
     let value = non_empty(loc, "file", field)?;
     let path = Path::new(value);
-    let reason = if path.is_absolute() {
-        Some("is absolute")
-    } else if path.components().any(|c| c == Component::ParentDir) {
-        Some("leaves the kernel tree through `..`")
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
+    if let Some(reason) = outside_tree(path) {
         let Loc { path, line, col } = loc.at(field.span().start);
         return Err(SpecError::BadFilePath {
             path,
@@ -125,6 +118,68 @@ pub(crate) fn source_file(loc: &Locator, field: &Field) -> Result<PathBuf> {
         });
     }
     Ok(path.to_owned())
+}
+
+/// Why `path` could name something outside the kernel tree, if it could.
+fn outside_tree(path: &Path) -> Option<&'static str> {
+    if path.is_absolute() {
+        Some("is absolute")
+    } else if path.components().any(|c| c == Component::ParentDir) {
+        Some("leaves the kernel tree through `..`")
+    } else {
+        None
+    }
+}
+
+/// `exclude_units = ["fs/splice.c", ...]`: distinct units inside the kernel tree. They are
+/// compared with the tree's unit paths, so they follow the rules of `file`.
+pub(crate) fn exclude_units(loc: &Locator, field: &Field) -> Result<Vec<PathBuf>> {
+    let items = array(loc, "exclude_units", field)?;
+    let mut units: Vec<PathBuf> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Loc { path, line, col } = loc.at(item.span().start);
+        let value = match item.get_ref() {
+            RawValue::String(s) => s,
+            other => {
+                return Err(SpecError::ExcludeUnitNotString {
+                    path,
+                    line,
+                    col,
+                    index: i + 1,
+                    found: other.kind(),
+                });
+            }
+        };
+        let unit = Path::new(value);
+        let reason = if value.is_empty() {
+            Some("is empty")
+        } else {
+            outside_tree(unit)
+        };
+        if let Some(reason) = reason {
+            return Err(SpecError::BadExcludeUnit {
+                path,
+                line,
+                col,
+                index: i + 1,
+                value: value.clone(),
+                reason,
+            });
+        }
+        // `Path` equality ignores `//` and inner `./`, as the pipeline's comparison does.
+        if let Some(first) = units.iter().position(|u| u == unit) {
+            return Err(SpecError::DuplicateExcludeUnit {
+                path,
+                line,
+                col,
+                value: value.clone(),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+        units.push(unit.to_owned());
+    }
+    Ok(units)
 }
 
 /// The elements of an array-valued field, or a type error.

@@ -49,6 +49,10 @@ pub struct Tunable {
     /// Instruction ranges where a value derived from the constant stays live, when the author
     /// gave them; empty means later stages derive them.
     pub safe_spans: Vec<SafeSpan>,
+    /// Translation units (source files relative to the kernel tree, e.g. `fs/splice.c`) that
+    /// keep the compiled value: the constant is tuned everywhere else. Distinct; empty when
+    /// not given.
+    pub exclude_units: Vec<PathBuf>,
 }
 
 /// How the constant is found in the kernel source.
@@ -138,6 +142,7 @@ impl Tunable {
                 values: None,
             },
             safe_spans: Vec::new(),
+            exclude_units: Vec::new(),
         })
     }
 

@@ -4,7 +4,7 @@
 //! 2. Which form: `[[tunables]]` (multi) or tunable keys at the top level (single/short); both
 //!    at once is an error pointing at the later one.
 //! 3. Each tunable, in file order: name, description, its source keys (in `[source]` or inline, not both),
-//!    pattern or macro (not both), safe spans.
+//!    pattern or macro (not both), safe spans, excluded units.
 //! 4. Names unique in the file, checked as each tunable is read, so the first error reported
 //!    is the earliest; unknown keys become warnings, in file order.
 
@@ -23,7 +23,13 @@ use crate::types::{Parsed, SafeSpan, SpecFile, Tunable, TunableSource};
 type Result<T> = std::result::Result<T, SpecError>;
 
 const SOURCE_KEYS: &[&str] = &["file", "original", "modified", "values", "lines", "macro"];
-const TUNABLE_KEYS: &[&str] = &["name", "description", "source", "safe_spans"];
+const TUNABLE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "source",
+    "safe_spans",
+    "exclude_units",
+];
 const SPAN_KEYS: &[&str] = &["function", "start_offset", "end_offset"];
 
 /// Checks a parsed file; see the module doc for the order of the checks.
@@ -138,6 +144,10 @@ fn single_form_keys(single: &RawTunable) -> Vec<(String, usize)> {
     add(
         "top-level [[safe_spans]]".into(),
         single.safe_spans.as_ref().map(start),
+    );
+    add(
+        "top-level `exclude_units`".into(),
+        single.exclude_units.as_ref().map(start),
     );
     for (key, field) in single.inline.present() {
         add(format!("top-level `{key}`"), Some(start(field)));
@@ -282,6 +292,12 @@ impl Checker<'_> {
             }
             None => Vec::new(),
         };
+        let exclude_units = raw
+            .exclude_units
+            .as_ref()
+            .map(|f| scalar::exclude_units(loc, f))
+            .transpose()?
+            .unwrap_or_default();
 
         Ok((
             Tunable {
@@ -289,6 +305,7 @@ impl Checker<'_> {
                 description,
                 source,
                 safe_spans,
+                exclude_units,
             },
             name_at,
         ))

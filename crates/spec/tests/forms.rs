@@ -414,7 +414,8 @@ fn serializes_to_json_for_the_cli() {
                         "values": [128, 32, 64],
                         "lines": [{ "first": 3, "last": 4 }]
                     },
-                    "safe_spans": []
+                    "safe_spans": [],
+                    "exclude_units": []
                 }]
             },
             "warnings": []
@@ -459,4 +460,84 @@ fn command_line_argument_that_is_neither_says_so() {
         matches!(missing, SpecError::Io { ref path, .. } if path == Path::new("tunables/missing.toml")),
         "{missing:?}"
     );
+}
+
+#[test]
+fn exclude_units_belong_to_the_tunable_in_every_form() {
+    let units = |parsed: &Parsed| -> Vec<Vec<PathBuf>> {
+        let tunables = &parsed.spec.tunables;
+        tunables.iter().map(|t| t.exclude_units.clone()).collect()
+    };
+    let pipe = vec![
+        PathBuf::from("fs/splice.c"),
+        PathBuf::from("kernel/trace/trace.c"),
+    ];
+
+    let short = parse(
+        "macro = \"PIPE_DEF_BUFFERS\"\nexclude_units = [\"fs/splice.c\", \"kernel/trace/trace.c\"]\n",
+    );
+    assert_eq!(units(&short), std::slice::from_ref(&pipe));
+
+    let single = parse(&format!("exclude_units = [\"mm/vmscan.c\"]\n{PATTERN}"));
+    assert_eq!(units(&single), [vec![PathBuf::from("mm/vmscan.c")]]);
+    assert!(single.warnings.is_empty(), "{:?}", single.warnings);
+
+    let multi = parse(
+        r##"
+[[tunables]]
+macro = "PIPE_DEF_BUFFERS"
+exclude_units = ["fs/splice.c", "kernel/trace/trace.c"]
+
+[[tunables]]
+macro = "MAX_SOFTIRQ_RESTART"
+
+[[tunables]]
+macro = "SHRINK_BATCH"
+exclude_units = []
+"##,
+    );
+    assert_eq!(units(&multi), [pipe, vec![], vec![]]);
+    assert!(multi.warnings.is_empty(), "{:?}", multi.warnings);
+}
+
+#[test]
+fn exclude_units_in_a_source_table_is_an_unknown_key() {
+    // It says where the tunable applies, not where the constant is: `[source]` does not hold it.
+    let parsed = parse(&format!("{PATTERN}exclude_units = [\"mm/vmscan.c\"]\n"));
+    assert!(only(&parsed).exclude_units.is_empty());
+    let got: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["t.toml:8:1: warning: unknown key `exclude_units` in [source] is ignored"]
+    );
+}
+
+#[test]
+fn exclude_units_errors_point_at_the_entry() {
+    let cases = [
+        (
+            "macro = \"X\"\nexclude_units = [\"fs/splice.c\", true]\n",
+            "t.toml:2:33: error: `exclude_units` entry 2 must be a string, found a boolean",
+        ),
+        (
+            "macro = \"X\"\nexclude_units = { unit = \"fs/splice.c\" }\n",
+            "t.toml:2:17: error: `exclude_units` must be an array, found a table",
+        ),
+        (
+            "macro = \"X\"\nexclude_units = [\"/fs/splice.c\"]\n",
+            "t.toml:2:18: error: `exclude_units` entry 1 = \"/fs/splice.c\" is absolute",
+        ),
+        (
+            "macro = \"X\"\nexclude_units = [\"../fs/splice.c\"]\n",
+            "t.toml:2:18: error: `exclude_units` entry 1 = \"../fs/splice.c\" leaves the kernel tree through `..`",
+        ),
+        (
+            "macro = \"X\"\nexclude_units = [\"fs/splice.c\", \"fs/splice.c\"]\n",
+            "t.toml:2:33: error: `exclude_units` entry 2 repeats entry 1, \"fs/splice.c\"; list each unit once",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = parse_err(text);
+        assert!(err.starts_with(expected), "{text:?}:\n{err}");
+    }
 }
