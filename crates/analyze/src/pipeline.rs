@@ -17,8 +17,9 @@
 //!    [`SymexError::TruncatedValues`]).
 //! 4. Per seed: the seed's basic block in each build goes to [`synthesize_with_live_out`],
 //!    with the registers live after the V1 block ([`registers_live_after`]); the V1 function's
-//!    probe sites give the probes ([`place_probes`]); the slicer (or the spec's
-//!    `[[safe_spans]]`) gives the safe span.
+//!    probe sites give the probes, placed for all sites of a function together so that none
+//!    claims an optimization another's probe prevents ([`place_function_probes`]); the slicer
+//!    (or the spec's `[[safe_spans]]`) gives the safe span.
 //! 5. The tunable's range is the intersection of the sites' ranges; an empty one fails.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +43,7 @@ use kernelx_x86::{
 
 use crate::classify::{describe_in_unit, is_code_effect, is_form_effect, plan_effect};
 use crate::error::{AnalyzeError, UncoveredCode};
-use crate::probes::{critical_span, place_probes};
+use crate::probes::{critical_span, place_function_probes};
 use crate::seeds::{Window, seed_window, window_at};
 use crate::spans::safe_span;
 
@@ -552,6 +553,7 @@ impl UnitCtx<'_, '_, '_> {
             .collect();
         // Other builds' functions, decoded once each.
         let mut others: Vec<Option<(String, Vec<Insn>, Cfg)>> = vec![None, None];
+        let mut synthesized = Vec::with_capacity(seeds.len());
         for seed in seeds {
             let windows = self.windows(seed, func, &insns, &cfg, &mut others, &mut dis)?;
             let ctx = SeedContext {
@@ -573,13 +575,20 @@ impl UnitCtx<'_, '_, '_> {
                 }
             })?;
             let id = format!("{}:{function}+{:#x}", self.unit, seed.offset);
-            let probes =
-                place_probes(&probe_sites, &recipe, &id).map_err(|detail| AnalyzeError::Probe {
-                    unit: self.unit.to_owned(),
-                    function: function.to_owned(),
-                    offset: seed.offset,
-                    detail,
-                })?;
+            synthesized.push((recipe, id));
+        }
+        // Placed together: one site's probe can keep another's from being jump-optimized.
+        let recipes: Vec<(&kernelx_plan::Recipe, &str)> =
+            synthesized.iter().map(|(r, id)| (r, id.as_str())).collect();
+        let placed = place_function_probes(&probe_sites, &recipes).map_err(|(i, detail)| {
+            AnalyzeError::Probe {
+                unit: self.unit.to_owned(),
+                function: function.to_owned(),
+                offset: seeds[i].offset,
+                detail,
+            }
+        })?;
+        for ((seed, (recipe, id)), probes) in seeds.iter().zip(synthesized).zip(placed) {
             warnings.extend(probes.warnings);
             let span_id = format!(
                 "{}:{function}/{}",
