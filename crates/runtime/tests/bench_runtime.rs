@@ -444,7 +444,8 @@ fn transition_costs(runtime: &SieRuntime, mode: Mode) -> Vec<Value> {
                         .set(&block, block_default + 1, Duration::ZERO)
                         .unwrap_or_else(|e| panic!("setting {}: {e}", block.tunable()));
                     let sample = latency_us(&change);
-                    assert_eq!(sample.1, threads, "left behind: {change:?}");
+                    // A task running on another CPU during the sweep may count as inside too.
+                    assert!(sample.1 >= threads, "{threads} threads inside: {change:?}");
                     parked.release();
                     for value in [block_default + 1, block_default] {
                         let change = runtime
