@@ -106,16 +106,24 @@ pub fn keep_json(dir: &Path, name: &str, json: &str) -> Result<()> {
     std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Draws one chart of the runtime results into a file.
+type Draw = fn(&Results, &Path) -> Result<PathBuf>;
+
 /// The charts of `cargo xtask bench runtime`: trigger.svg, load.svg and (when measured)
 /// transitions.svg in `dir`.
 pub(super) fn runtime(results: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = vec![trigger(results, &dir.join("trigger.svg"))?];
-    written.push(load(results, &dir.join("load.svg"))?);
+    let mut charts: Vec<(&str, Draw)> = vec![("trigger.svg", trigger), ("load.svg", load)];
     if !results.transitions.is_empty() {
-        written.push(transitions(results, &dir.join("transitions.svg"))?);
+        charts.push(("transitions.svg", transitions));
     }
-    Ok(written)
+    charts
+        .into_iter()
+        .map(|(name, draw)| {
+            let path = dir.join(name);
+            draw(results, &path).with_context(|| format!("drawing {}", path.display()))
+        })
+        .collect()
 }
 
 /// The chart of `cargo xtask bench build`: build.svg in `dir`.
@@ -146,7 +154,8 @@ pub(super) fn build(timings: &[Timing], dir: &Path) -> Result<PathBuf> {
         "kernelx build: cold (empty object cache) and warm, per constant",
         "seconds",
         &bars,
-    )?;
+    )
+    .with_context(|| format!("drawing {}", path.display()))?;
     Ok(path)
 }
 
@@ -378,6 +387,9 @@ fn lines(
         .draw()?;
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
+        // Values of alternate series above and below their points, so close points of two
+        // series keep their values apart.
+        let above = if i % 2 == 0 { -16 } else { 6 };
         chart
             .draw_series(LineSeries::new(
                 s.points.iter().copied(),
@@ -394,7 +406,7 @@ fn lines(
             &|point, size, style| {
                 EmptyElement::at(point)
                     + Circle::new((0, 0), size, style)
-                    + Text::new(value_text(point.1), (4, -16), (FONT, 11))
+                    + Text::new(value_text(point.1), (4, above), (FONT, 11))
             },
         ))?;
     }
