@@ -91,6 +91,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         .parent()
         .context("xtask has no parent directory")?
         .to_owned();
+    // A missing spec file would be timed as a refusal of a few milliseconds.
+    for case in CASES {
+        if let Spec::PrototypeFile(_) = case.spec {
+            let file = spec_argument(&repo, case.spec);
+            anyhow::ensure!(
+                file.is_file(),
+                "{} (the spec of {}) is missing: the bench expects the shared directory beside the \
+                 repository",
+                file.display(),
+                case.name
+            );
+        }
+    }
     let files = Cache::from_env()?.kernel(&LabKernel::selected()?);
     let kernelx = cargo::build(&[
         "build",
