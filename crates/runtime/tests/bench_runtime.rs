@@ -50,7 +50,7 @@ const OPTIMIZE_WAIT: Duration = Duration::from_secs(20);
 const TARGET_PLANS: &str = "../analyze/testdata/golden/target_module";
 /// Threads asleep inside a safe span while transitions are timed, and transitions per count.
 const PARKED: [usize; 4] = [0, 4, 16, 64];
-const TRANSITIONS: usize = 10;
+const TRANSITIONS: usize = 20;
 
 #[track_caller]
 fn tunable(path: &str) -> TunablePlan {
@@ -362,7 +362,7 @@ fn fan_sites(count: u64) -> TunablePlan {
     plan
 }
 
-/// Loads `path`'s tunable in `mode` at its default; its program and the timeout of its sets.
+/// Loads `path`'s tunable in `mode` at its default; its program and that default.
 #[track_caller]
 fn load_at_default(runtime: &SieRuntime, path: &str, mode: Mode) -> (SieProgram, i64) {
     let tunable = tunable(path);
