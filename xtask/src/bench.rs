@@ -1,8 +1,9 @@
 //! `cargo xtask bench build`: how long `kernelx build` takes on the prepared lab tree, cold
 //! (an empty object cache) and warm (the same cache again), per constant. Results are printed
-//! and written as JSON to `target/bench/build.json`. `cargo xtask bench runtime` is in
-//! [`runtime`].
+//! and written as JSON to `target/bench/build.json`, and drawn with that JSON into
+//! `docs/bench/` ([`chart`]). `cargo xtask bench runtime` is in [`runtime`].
 
+pub mod chart;
 pub mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cargo;
 use crate::lab::{Cache, LabKernel};
@@ -76,9 +77,9 @@ enum Spec {
     Macro(&'static str),
 }
 
-#[derive(Serialize)]
+#[derive(Deserialize, Serialize)]
 struct Timing {
-    constant: &'static str,
+    constant: String,
     /// Whether `kernelx build` produced a plan (a refusal is timed too: it is the whole analysis).
     planned: bool,
     cold_seconds: f64,
@@ -90,6 +91,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         .parent()
         .context("xtask has no parent directory")?
         .to_owned();
+    // A missing spec file would be timed as a refusal of a few milliseconds.
+    for case in CASES {
+        if let Spec::PrototypeFile(_) = case.spec {
+            let file = spec_argument(&repo, case.spec);
+            anyhow::ensure!(
+                file.is_file(),
+                "{} (the spec of {}) is missing: the bench expects the shared directory beside the \
+                 repository",
+                file.display(),
+                case.name
+            );
+        }
+    }
     let files = Cache::from_env()?.kernel(&LabKernel::selected()?);
     let kernelx = cargo::build(&[
         "build",
@@ -105,7 +119,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let scratch = repo.join("target/bench");
     let mut timings = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
-        let constant = case.name;
+        let constant = case.name.to_owned();
         let cache = scratch.join(format!("cache-{i}"));
         let _ = std::fs::remove_dir_all(&cache);
         let run = || -> Result<(bool, f64)> {
@@ -147,10 +161,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             warm_seconds,
         });
     }
-    let out = scratch.join("build.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&timings)?)
-        .with_context(|| format!("writing {}", out.display()))?;
+    let out = scratch.join(chart::BUILD_JSON);
+    let json = serde_json::to_string_pretty(&timings)?;
+    std::fs::write(&out, &json).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {}", out.display());
+    let docs = repo.join(chart::DIR);
+    chart::keep_json(&docs, chart::BUILD_JSON, &json)?;
+    eprintln!("wrote {}", chart::build(&timings, &docs)?.display());
     Ok(ExitCode::SUCCESS)
 }
 

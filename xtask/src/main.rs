@@ -28,7 +28,8 @@ enum Command {
     /// catalog evaluation and the stress run.
     Ci(ci::CiArgs),
     /// Benchmarks, in the lab: `build` times `kernelx build` cold and warm per constant;
-    /// `runtime` times probe triggers, loads, sets and unloads in the lab VM.
+    /// `runtime` times probe triggers, loads, sets and unloads in the lab VM; `charts` redraws
+    /// their charts.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// The catalog's coverage report: build every entry of tunables/linux-6.12 on the lab
@@ -44,9 +45,12 @@ enum Command {
 enum BenchCommand {
     /// Time `kernelx build` on the prepared lab tree, cold and warm.
     Build(bench::BenchArgs),
-    /// Time a trigger of an SIE probe against a bare kprobe and no probe, and the load, set
-    /// and unload of plans of 1, 3 and 15 sites, in one lab VM boot.
+    /// Time a trigger of an SIE probe against a bare kprobe and no probe, the load, set
+    /// and unload of plans of 1, 5 and 15 sites, and transitions with threads inside a safe
+    /// span, in one lab VM boot.
     Runtime,
+    /// Redraw the charts in docs/bench/ from the JSON there, running nothing.
+    Charts(bench::chart::ChartArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Ci(args) => ci::run(args),
         Command::Bench(BenchCommand::Build(args)) => bench::run(args),
         Command::Bench(BenchCommand::Runtime) => bench::runtime::run(),
+        Command::Bench(BenchCommand::Charts(args)) => bench::chart::run(args),
         Command::Eval(args) => eval::run(args),
         Command::EvalGuest(args) => eval::guest::run(args),
     };

@@ -7,8 +7,13 @@
 //!   golden `KX_TARGET_IMM_REG64` plan, each jump-optimized (checked in the kprobe list), and
 //!   the SIE program once more with kprobe optimization off (INT3), and with an X-tune policy
 //!   that returns its default (jump-optimized).
-//! * Load (verify + fill + attach + pin and arm), `set` and unload times of golden plans of 1,
-//!   3 and 15 sites.
+//! * Load (verify + fill + attach + pin and arm), `set` and unload times of target-module plans
+//!   of 1, 5 (the first five sites of the 15-site plan) and 15 sites, and of the 3-site
+//!   PIPE_DEF_BUFFERS plan in each mode.
+//! * Transition latency with 0 to 64 threads asleep inside the safe span of `KX_TARGET_BLOCK`,
+//!   per-task and global: of another tunable (the stop or sweep passes over the sleepers), and
+//!   per-task of `KX_TARGET_BLOCK` itself (one sweep moves every task but the sleepers, which
+//!   are left behind).
 //!
 //! Prints the results as JSON after `kernelx-bench-runtime: `, on one line, for the xtask to
 //! read.
@@ -22,12 +27,12 @@ use std::time::{Duration, Instant};
 use kernelx_plan::{Plan, TunablePlan};
 use kernelx_runtime::policy::{CompileOptions, compile_policy};
 use kernelx_runtime::sie::{
-    LoadRequest, Outcome, PolicyBound, PolicyLoad, ProbeTarget, SieProgram, SieRuntime,
+    LoadRequest, Outcome, PolicyBound, PolicyLoad, ProbeTarget, SieProgram, SieRuntime, Transition,
 };
 use kernelx_runtime::state::Mode;
 use serde_json::{Value, json};
 
-use common::{KPROBE_LIST, Module, kprobe_lines, loop_until, repo_path, spans_of};
+use common::{KPROBE_LIST, Module, Parked, kprobe_lines, loop_until, repo_path, spans_of};
 
 const TRACING: &str = "/sys/kernel/tracing";
 const LOOP: &str = "/sys/kernel/debug/kx_target/loop";
@@ -43,6 +48,9 @@ const SETS: usize = 20;
 const OPTIMIZE_WAIT: Duration = Duration::from_secs(20);
 
 const TARGET_PLANS: &str = "../analyze/testdata/golden/target_module";
+/// Threads asleep inside a safe span while transitions are timed, and transitions per count.
+const PARKED: [usize; 4] = [0, 4, 16, 64];
+const TRANSITIONS: usize = 20;
 
 #[track_caller]
 fn tunable(path: &str) -> TunablePlan {
@@ -248,17 +256,18 @@ fn default_policy() -> Vec<u8> {
     compiled.object
 }
 
-/// Load, `set` and unload times of the plan at `path` in `mode`, loaded at `value` and set to
+/// Load, `set` and unload times of `tunable` in `mode`, loaded at `value` and set to
 /// `value + 1`; `check` says whether the tuned code computes what V' = `value` gives. In the
-/// per-task and global modes `set` is a transition (its latency is the set's time).
+/// per-task and global modes `set` is a transition (its latency is the set's time). `label`
+/// names the row.
 fn plan_costs(
     runtime: &SieRuntime,
-    path: &str,
+    label: &str,
+    tunable: TunablePlan,
     mode: Mode,
     value: i64,
     check: impl Fn() -> bool,
 ) -> Value {
-    let tunable = tunable(path);
     let program =
         SieProgram::from_plan(&tunable).unwrap_or_else(|e| panic!("{}: {e}", tunable.name));
     let request = LoadRequest {
@@ -318,7 +327,7 @@ fn plan_costs(
         );
     }
     let row = json!({
-        "plan": tunable.name,
+        "plan": label,
         "mode": mode.name(),
         "sites": tunable.sites.len(),
         "probes": program.probes().len(),
@@ -335,11 +344,142 @@ fn plan_costs(
     row
 }
 
+/// `KX_TARGET_FAN` in tests/target-module/kx_target.c: `fan<n>(x)` returns (x ^ n) + this.
+const FAN_COMPILED: u64 = 501;
+
+/// The golden KX_TARGET_FAN plan cut to the sites (and their spans) in `fan1`..`fan<count>`.
+fn fan_sites(count: u64) -> TunablePlan {
+    let mut plan = tunable(&format!("{TARGET_PLANS}/KX_TARGET_FAN.plan.json"));
+    let kept = |function: &str| {
+        function
+            .strip_prefix("kx_target_fan")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n <= count)
+    };
+    plan.sites.retain(|s| kept(&s.function));
+    plan.safe_spans.retain(|s| kept(&s.function));
+    assert_eq!(plan.sites.len() as u64, count, "KX_TARGET_FAN sites");
+    plan
+}
+
+/// Loads `path`'s tunable in `mode` at its default; its program and that default.
+#[track_caller]
+fn load_at_default(runtime: &SieRuntime, path: &str, mode: Mode) -> (SieProgram, i64) {
+    let tunable = tunable(path);
+    let program =
+        SieProgram::from_plan(&tunable).unwrap_or_else(|e| panic!("{}: {e}", tunable.name));
+    let request = LoadRequest {
+        value: tunable.default,
+        mode,
+        spans: spans_of(&program),
+        timeout: Duration::from_secs(10),
+        policy: None,
+    };
+    runtime
+        .load(&program, &request, ProbeTarget::symbol_of)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", tunable.name));
+    (program, tunable.default)
+}
+
+/// The latency of a transition as the runtime reports it: until every task that can move has
+/// (a per-task transition that leaves tasks behind reports how long its call waited); and how
+/// many tasks were left behind.
+fn latency_us(change: &Transition) -> (f64, usize) {
+    match &change.outcome {
+        Outcome::Done { latency } => (latency.as_secs_f64() * 1e6, 0),
+        Outcome::Pending { inside, waited } => (waited.as_secs_f64() * 1e6, inside.len()),
+        Outcome::Aborted { .. } => panic!("aborted: {change:?}"),
+    }
+}
+
+/// Transition latencies in `mode` with [`PARKED`] threads asleep inside the safe span of
+/// `KX_TARGET_BLOCK` (loaded in the same mode): of `KX_TARGET_IMM_REG64`, whose span nobody
+/// is in, and (per-task only: a global one cannot happen while they are inside) of
+/// `KX_TARGET_BLOCK`, which leaves them behind.
+fn transition_costs(runtime: &SieRuntime, mode: Mode) -> Vec<Value> {
+    let (block, block_default) = load_at_default(
+        runtime,
+        &format!("{TARGET_PLANS}/KX_TARGET_BLOCK.plan.json"),
+        mode,
+    );
+    let (other, other_default) = load_at_default(
+        runtime,
+        &format!("{TARGET_PLANS}/KX_TARGET_IMM_REG64.plan.json"),
+        mode,
+    );
+    let mut rows = Vec::new();
+    let mut row = |tunable: &str, threads: usize, samples: Vec<(f64, usize)>| {
+        let behind = samples.iter().map(|&(_, n)| n).max().unwrap_or(0);
+        let mut us: Vec<f64> = samples.into_iter().map(|(us, _)| us).collect();
+        us.sort_by(f64::total_cmp);
+        let value = json!({
+            "mode": mode.name(), "tunable": tunable, "threads": threads, "left_behind": behind,
+            "latency_us": us[us.len() / 2], "latency_us_min": us[0],
+            "latency_us_max": us[us.len() - 1],
+        });
+        eprintln!("{value}");
+        rows.push(value);
+    };
+    let timeout = Duration::from_secs(10);
+    for threads in PARKED {
+        let parked = Parked::start(threads, 1);
+        let samples = (0..TRANSITIONS)
+            .map(|i| {
+                let change = runtime
+                    .set(&other, other_default + 1 - (i as i64 % 2), timeout)
+                    .unwrap_or_else(|e| panic!("setting {}: {e}", other.tunable()));
+                latency_us(&change)
+            })
+            .collect::<Vec<_>>();
+        row(other.tunable(), threads, samples);
+        parked.release();
+        if mode == Mode::PerTask {
+            // While tasks are left behind the only other transition allowed goes back to their
+            // value: each sample parks them afresh and settles after their release.
+            let samples = (0..TRANSITIONS)
+                .map(|_| {
+                    let parked = Parked::start(threads, 1);
+                    // No wait: one sweep moves every task that is not inside.
+                    let change = runtime
+                        .set(&block, block_default + 1, Duration::ZERO)
+                        .unwrap_or_else(|e| panic!("setting {}: {e}", block.tunable()));
+                    let sample = latency_us(&change);
+                    // A task running on another CPU during the sweep may count as inside too.
+                    assert!(sample.1 >= threads, "{threads} threads inside: {change:?}");
+                    parked.release();
+                    for value in [block_default + 1, block_default] {
+                        let change = runtime
+                            .set(&block, value, timeout)
+                            .unwrap_or_else(|e| panic!("setting {}: {e}", block.tunable()));
+                        assert!(
+                            matches!(change.outcome, Outcome::Done { .. }),
+                            "the sleepers left, yet {change:?}"
+                        );
+                    }
+                    sample
+                })
+                .collect::<Vec<_>>();
+            row(block.tunable(), threads, samples);
+        }
+    }
+    for program in [&block, &other] {
+        runtime
+            .unload(program, timeout)
+            .unwrap_or_else(|e| panic!("unloading {}: {e}", program.tunable()));
+    }
+    rows
+}
+
 // Named `vm_*` so that CI's host run (`--include-ignored --skip vm_`) leaves it out too.
 #[test]
 #[ignore = "run by `cargo xtask bench runtime` in the lab VM"]
 fn vm_bench_runtime() {
-    let kernelx = Module::kernelx(&["KX_TARGET_IMM_REG64", "KX_TARGET_FAN", "PIPE_DEF_BUFFERS"]);
+    let kernelx = Module::kernelx(&[
+        "KX_TARGET_IMM_REG64",
+        "KX_TARGET_FAN",
+        "KX_TARGET_BLOCK",
+        "PIPE_DEF_BUFFERS",
+    ]);
     let target = Module::target();
     let runtime = SieRuntime::system();
     let trigger = trigger_costs(&runtime);
@@ -351,9 +491,11 @@ fn vm_bench_runtime() {
     };
     let pipe_is_32_pages =
         || kernelx_runtime::testing::new_pipe_size().is_ok_and(|size| size == 32 * 4096);
+    let fan = |x: u64, n: u64| file(&format!("fan{n}"), x);
     let mut plans = vec![plan_costs(
         &runtime,
-        &format!("{TARGET_PLANS}/KX_TARGET_IMM_REG64.plan.json"),
+        "KX_TARGET_IMM_REG64",
+        tunable(&format!("{TARGET_PLANS}/KX_TARGET_IMM_REG64.plan.json")),
         Mode::Immediate,
         0x1000,
         || file("imm_reg64", 1) == 0x1001,
@@ -362,19 +504,38 @@ fn vm_bench_runtime() {
     for mode in [Mode::Immediate, Mode::PerTask, Mode::Global] {
         plans.push(plan_costs(
             &runtime,
-            "../analyze/testdata/golden/pipe_def_buffers_fs.plan.json",
+            "PIPE_DEF_BUFFERS",
+            tunable("../analyze/testdata/golden/pipe_def_buffers_fs.plan.json"),
             mode,
             32,
             pipe_is_32_pages,
         ));
     }
+    // 5 sites: no golden plan has five, so the first five of KX_TARGET_FAN's fifteen, whose
+    // other functions keep the compiled value.
     plans.push(plan_costs(
         &runtime,
-        &format!("{TARGET_PLANS}/KX_TARGET_FAN.plan.json"),
+        "KX_TARGET_FAN (fan1..fan5)",
+        fan_sites(5),
         Mode::Immediate,
         0x77,
-        || (1..=15).all(|n| file(&format!("fan{n}"), 0x100) == (0x100 ^ n) + 0x77),
+        || {
+            (1..=5).all(|n| fan(0x100, n) == (0x100 ^ n) + 0x77)
+                && (6..=15).all(|n| fan(0x100, n) == (0x100 ^ n) + FAN_COMPILED)
+        },
     ));
+    plans.push(plan_costs(
+        &runtime,
+        "KX_TARGET_FAN",
+        fan_sites(15),
+        Mode::Immediate,
+        0x77,
+        || (1..=15).all(|n| fan(0x100, n) == (0x100 ^ n) + 0x77),
+    ));
+    let transitions = [Mode::PerTask, Mode::Global]
+        .into_iter()
+        .flat_map(|mode| transition_costs(&runtime, mode))
+        .collect::<Vec<_>>();
     drop(target);
     drop(kernelx);
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -383,6 +544,7 @@ fn vm_bench_runtime() {
         "looped_function": "kx_target_imm_reg64",
         "trigger": trigger,
         "plans": plans,
+        "transitions": transitions,
     });
     // Straight to stdout: libtest captures `println!`.
     writeln!(std::io::stdout(), "kernelx-bench-runtime: {result}").expect("writing the result");

@@ -4,9 +4,12 @@
 //! * per trigger: a kernel loop calls `kx_target_imm_reg64` with no probe, with a tracefs
 //!   kprobe event and with the SIE program at the same address (jump-optimized, then INT3, then
 //!   with an X-tune policy that returns its default);
-//! * per plan of 1, 3 and 15 sites: load (verify, fill, attach, pin and arm), `set` and unload.
+//! * per plan of 1, 5 and 15 sites of the target module, and the 3-site PIPE_DEF_BUFFERS plan in
+//!   each mode: load (verify, fill, attach, pin and arm), `set` and unload;
+//! * per-task and global transition latency with 0 to 64 threads asleep inside a safe span.
 //!
-//! Results are printed as tables and written as JSON to `target/bench/runtime.json`.
+//! Results are printed as tables, written as JSON to `target/bench/runtime.json` and drawn into
+//! `docs/bench/` ([`super::chart`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -16,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use kernelx_kbuild::shell_quote;
 use serde::{Deserialize, Serialize};
 
+use super::chart;
 use crate::cargo;
 use crate::lab::{self, LabKernel};
 
@@ -26,41 +30,61 @@ const TIMEOUT_SECONDS: u64 = 1800;
 
 /// What the harness measured (its JSON line, and `target/bench/runtime.json`).
 #[derive(Deserialize, Serialize)]
-struct Results {
-    kernel: String,
-    looped_function: String,
-    trigger: Vec<Trigger>,
-    plans: Vec<PlanCosts>,
+pub(super) struct Results {
+    pub(super) kernel: String,
+    pub(super) looped_function: String,
+    pub(super) trigger: Vec<Trigger>,
+    pub(super) plans: Vec<PlanCosts>,
+    /// Absent from results of runs before it was measured.
+    #[serde(default)]
+    pub(super) transitions: Vec<TransitionCosts>,
 }
 
 /// The looped function's cost per call with one kind of probe (or none) on it.
 #[derive(Deserialize, Serialize)]
-struct Trigger {
-    probe: String,
+pub(super) struct Trigger {
+    pub(super) probe: String,
     /// The median of the harness's loops, and the fastest and slowest.
-    ns_per_call: f64,
-    ns_per_call_min: f64,
-    ns_per_call_max: f64,
+    pub(super) ns_per_call: f64,
+    pub(super) ns_per_call_min: f64,
+    pub(super) ns_per_call_max: f64,
     calls_per_loop: u64,
 }
 
 /// Medians over the harness's loads of one golden plan.
 #[derive(Deserialize, Serialize)]
-struct PlanCosts {
-    plan: String,
+pub(super) struct PlanCosts {
+    pub(super) plan: String,
     /// The consistency mode: a per-task or global `set` is a whole transition.
-    mode: String,
-    sites: usize,
+    pub(super) mode: String,
+    pub(super) sites: usize,
     probes: usize,
-    load_ms: f64,
-    verify_ms: f64,
+    pub(super) load_ms: f64,
+    pub(super) verify_ms: f64,
     fill_ms: f64,
-    attach_ms: f64,
+    pub(super) attach_ms: f64,
     pin_arm_ms: f64,
-    set_us: f64,
+    pub(super) set_us: f64,
     unload_ms: f64,
     /// From the end of the load until every optimizable probe was `[OPTIMIZED]`.
     optimized_after_s: Option<f64>,
+}
+
+/// Medians over the harness's transitions of one tunable with `threads` threads asleep inside
+/// the safe span of KX_TARGET_BLOCK.
+#[derive(Deserialize, Serialize)]
+pub(super) struct TransitionCosts {
+    pub(super) mode: String,
+    /// The tunable set: KX_TARGET_BLOCK itself (per-task: its sleepers are left behind), or
+    /// one whose span nobody is in.
+    pub(super) tunable: String,
+    pub(super) threads: usize,
+    /// Tasks the transition left behind.
+    pub(super) left_behind: usize,
+    /// Until every task that can take the new value has, as the runtime reports it.
+    pub(super) latency_us: f64,
+    latency_us_min: f64,
+    latency_us_max: f64,
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -121,12 +145,17 @@ pub fn run() -> Result<ExitCode> {
     let results: Results =
         serde_json::from_str(&result).with_context(|| format!("reading the results {result}"))?;
     print_tables(&results, &mut std::io::stdout())?;
-    let out = repo.join("target/bench/runtime.json");
+    let out = repo.join("target/bench").join(chart::RUNTIME_JSON);
     std::fs::create_dir_all(out.parent().expect("a file in a directory"))
         .with_context(|| format!("creating the directory of {}", out.display()))?;
-    std::fs::write(&out, serde_json::to_string_pretty(&results)?)
-        .with_context(|| format!("writing {}", out.display()))?;
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::write(&out, &json).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {}", out.display());
+    let docs = repo.join(chart::DIR);
+    chart::keep_json(&docs, chart::RUNTIME_JSON, &json)?;
+    for chart in chart::runtime(&results, &docs)? {
+        eprintln!("wrote {}", chart.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -185,6 +214,31 @@ fn print_tables(results: &Results, out: &mut impl Write) -> Result<()> {
                 .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"))
         )?;
     }
+    if results.transitions.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nTransitions with threads asleep inside KX_TARGET_BLOCK's safe span (medians)\n"
+    )?;
+    writeln!(
+        out,
+        "| mode | tunable set | threads inside | left behind | latency us | min..max |\n\
+         | --- | --- | ---: | ---: | ---: | ---: |"
+    )?;
+    for t in &results.transitions {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {:.0}..{:.0} |",
+            t.mode,
+            t.tunable,
+            t.threads,
+            t.left_behind,
+            t.latency_us,
+            t.latency_us_min,
+            t.latency_us_max
+        )?;
+    }
     Ok(())
 }
 
@@ -203,7 +257,10 @@ mod tests {
                 "plans": [{"plan": "P", "mode": "global", "sites": 1, "probes": 2, "load_ms": 12.5,
                            "verify_ms": 10.0, "fill_ms": 0.1, "attach_ms": 1.5,
                            "pin_arm_ms": 0.9, "set_us": 40.0, "unload_ms": 2.0,
-                           "optimized_after_s": null}]}"#,
+                           "optimized_after_s": null}],
+                "transitions": [{"mode": "per-task", "tunable": "B", "threads": 4,
+                                 "left_behind": 4, "latency_us": 900.0,
+                                 "latency_us_min": 800.4, "latency_us_max": 1200.0}]}"#,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -215,6 +272,10 @@ mod tests {
         );
         assert!(
             text.contains("| P | global | 1 | 2 | 12.5 | 10.0 | 0.10 | 1.5 | 0.9 | 40 | 2.0 | - |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| per-task | B | 4 | 4 | 900 | 800..1200 |"),
             "{text}"
         );
     }

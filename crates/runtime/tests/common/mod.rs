@@ -157,3 +157,50 @@ impl Drop for Module {
         }
     }
 }
+
+/// Threads of this process asleep in the target module's `kx_target_block` (each in a read of
+/// its `block` file), so inside the safe span of `KX_TARGET_BLOCK` until [`Parked::release`].
+pub struct Parked {
+    readers: Vec<thread::JoinHandle<std::io::Result<String>>>,
+}
+
+const TARGET_DIR: &str = "/sys/kernel/debug/kx_target";
+
+impl Parked {
+    /// Starts `count` readers of `block` with input `x` and waits until all of them sleep.
+    #[track_caller]
+    pub fn start(count: usize, x: u64) -> Parked {
+        let block = format!("{TARGET_DIR}/block");
+        fs::write(&block, x.to_string()).unwrap_or_else(|e| panic!("writing {block}: {e}"));
+        let readers = (0..count)
+            .map(|_| {
+                let block = block.clone();
+                thread::spawn(move || fs::read_to_string(block))
+            })
+            .collect();
+        let waiters = format!("{TARGET_DIR}/waiters");
+        let asleep = loop_until(Duration::from_secs(30), || {
+            fs::read_to_string(&waiters).is_ok_and(|n| n.trim() == count.to_string())
+        });
+        assert!(asleep, "not all {count} readers of {block} went to sleep");
+        Parked { readers }
+    }
+
+    /// Wakes the readers and returns what each read (`x` plus the value they computed with).
+    #[track_caller]
+    pub fn release(self) -> Vec<u64> {
+        fs::write(format!("{TARGET_DIR}/release"), "1").expect("writing release");
+        self.readers
+            .into_iter()
+            .map(|reader| {
+                let text = reader
+                    .join()
+                    .expect("a reader of block panicked")
+                    .expect("reading block");
+                text.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("block returned {text:?}: {e}"))
+            })
+            .collect()
+    }
+}
