@@ -906,6 +906,9 @@ fn synthesize_simple(
         }
         _ => {}
     }
+    if is_power_of_two_mask(&update, relation, values(versions)) {
+        range.restriction = Some(Restriction::PowerOfTwo);
+    }
     finish_range(versions, &range)?;
     Ok((
         Recipe {
@@ -920,6 +923,31 @@ fn synthesize_simple(
         },
         prefix,
     ))
+}
+
+/// Whether the seed masks with IV = 2^k*V - 1 (`x % V`, `x & (V - 1)`) or aligns with
+/// IV = -2^k*V (`round_down(x, V)`), built only with powers of two: the compiler emits such an
+/// `and`/`test` for `%` and `/` only because V is one, and a mask in the source means one. A
+/// V' that is not a power of two would give neither the source's meaning nor the V' build's
+/// code, so the range takes powers of two only.
+fn is_power_of_two_mask(update: &Update, relation: Relation, values: [i64; 3]) -> bool {
+    let masking = matches!(
+        update,
+        Update::Combine {
+            op: CombineOp::And,
+            ..
+        } | Update::Compare {
+            op: CompareOp::Test,
+            ..
+        }
+    );
+    let power_of_two = |x: i64| x > 0 && x.unsigned_abs().is_power_of_two();
+    let mask_relation = match relation {
+        Relation::Affine { a, b: -1 } => power_of_two(a),
+        Relation::Affine { a, b: 0 } => a < 0 && power_of_two(a.saturating_neg()),
+        _ => false,
+    };
+    masking && mask_relation && values.into_iter().all(power_of_two)
 }
 
 /// Whether the seed overwrote `p` (a register it writes, or the memory it stores to, or
@@ -1638,6 +1666,54 @@ mod tests {
             })
         ));
         assert!(r.range.check(1 << 32).is_err());
+    }
+
+    #[test]
+    fn masks_built_with_powers_of_two_take_only_powers_of_two() {
+        let not_power_of_two = |r: &Recipe, v: i64| {
+            matches!(
+                r.range.check(v),
+                Err(OutOfRange {
+                    reason: BoundReason::NotPowerOfTwo,
+                    ..
+                })
+            )
+        };
+        // `x % V` as `and $V-1`, COMPACT_CLUSTER_MAX's `pfn % V` as `test $V-1`, and
+        // `round_down(x, V)` as `and $-V`.
+        let modulo: Build = |a, v| {
+            a.and(eax, (v - 1) as i32)?;
+            a.ret()
+        };
+        let aligned: Build = |a, v| {
+            a.test(edi, (512 * v - 1) as i32)?;
+            a.sete(al)?;
+            a.ret()
+        };
+        let round_down: Build = |a, v| {
+            a.and(rdi, -v as i32)?;
+            a.mov(rax, rdi)?;
+            a.ret()
+        };
+        for (f, relation) in [
+            (modulo, Relation::Affine { a: 1, b: -1 }),
+            (aligned, Relation::Affine { a: 512, b: -1 }),
+            (round_down, Relation::Affine { a: -1, b: 0 }),
+        ] {
+            let r = synth(f, [32, 64, 16]).unwrap();
+            assert_eq!(r.relation, relation);
+            assert!(r.range.check(128).is_ok(), "{relation:?}");
+            assert!(not_power_of_two(&r, 48), "{relation:?}");
+        }
+        // Built with values that are not all powers of two, the mask is what the source says.
+        let r = synth(modulo, [32, 48, 16]).unwrap();
+        assert!(r.range.check(48).is_ok() && r.range.check(40).is_ok());
+        // `sub $V-1` is no mask.
+        let sub: Build = |a, v| {
+            a.sub(eax, (v - 1) as i32)?;
+            a.ret()
+        };
+        assert!(synth(sub, [32, 64, 16]).unwrap().range.check(48).is_ok());
     }
 
     #[test]
