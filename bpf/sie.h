@@ -18,8 +18,9 @@
  * uses, then moves tasks to its generation, so at most two are in use.
  */
 #define KX_SLOTS 2
-/* Safe-span address ranges a consistency check compares frames with. */
-#define KX_MAX_RANGES 64
+/* Safe-span address ranges a consistency check compares frames with (as many as
+ * the module takes for a global commit: COMPACT_CLUSTER_MAX has 71). */
+#define KX_MAX_RANGES 256
 #define KX_NO_SPAN 0xffffffffU
 /* Frames of a stack a consistency check looks at (deeper ones are not read). */
 #define KX_STACK_DEPTH 64

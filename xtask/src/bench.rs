@@ -87,10 +87,7 @@ struct Timing {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_owned();
+    let repo = crate::lab::repo_root()?;
     // A missing spec file would be timed as a refusal of a few milliseconds.
     for case in CASES {
         if let Spec::PrototypeFile(_) = case.spec {

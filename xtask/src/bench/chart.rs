@@ -45,9 +45,7 @@ pub struct ChartArgs {
 /// `cargo xtask bench charts`: redraws the charts from the JSON in `args.dir` (relative paths
 /// from the repository); a missing file is skipped with a note, none at all is an error.
 pub fn run(args: ChartArgs) -> Result<ExitCode> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?;
+    let repo = crate::lab::repo_root()?;
     let written = render_dir(&repo.join(&args.dir))?;
     for path in written {
         eprintln!("wrote {}", path.display());

@@ -88,10 +88,7 @@ pub(super) struct TransitionCosts {
 }
 
 pub fn run() -> Result<ExitCode> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_owned();
+    let repo = lab::repo_root()?;
     lab::build_modules(&LabKernel::selected()?)?;
     let harness = cargo::build(&[
         "test",
@@ -109,39 +106,11 @@ pub fn run() -> Result<ExitCode> {
         "{} --ignored --exact vm_bench_runtime --test-threads=1",
         shell_quote(&harness.path)
     );
-    // `lab run` streams the job's standard output to its own: a child xtask lets us read it.
-    let mut child = Command::new(std::env::current_exe().context("finding the xtask binary")?)
-        .args([
-            "lab",
-            "run",
-            "--timeout",
-            &TIMEOUT_SECONDS.to_string(),
-            "--",
-        ])
-        .arg(&script)
-        .current_dir(&repo)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting `xtask lab run`")?;
-    let stdout = child.stdout.take().context("the child's stdout is piped")?;
-    let mut result = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the lab run's output")?;
-        // libtest's "test vm_bench_runtime ... " may stand before it on the same line.
-        match line.split_once(RESULT_PREFIX) {
-            Some((before, json)) => {
-                println!("{before}");
-                result = Some(json.to_owned());
-            }
-            None => println!("{line}"),
-        }
-    }
-    let status = child.wait().context("waiting for `xtask lab run`")?;
-    if !status.success() {
-        bail!("the benchmark failed in the lab VM ({status}); its output is above");
-    }
-    let result =
-        result.with_context(|| format!("the harness printed no `{RESULT_PREFIX}` line"))?;
+    // libtest's "test vm_bench_runtime ... " may stand before the line on the same line.
+    let result = lab::run_collecting(&script, TIMEOUT_SECONDS, RESULT_PREFIX)
+        .context("the benchmark failed in the lab VM")?
+        .pop()
+        .with_context(|| format!("the harness printed no `{RESULT_PREFIX}` line"))?;
     let results: Results =
         serde_json::from_str(&result).with_context(|| format!("reading the results {result}"))?;
     print_tables(&results, &mut std::io::stdout())?;

@@ -11,7 +11,7 @@ pub(crate) const MAX_PROBES: usize = 256;
 /// Slots of `kx_probes`: generation `g` uses slot `g % SLOTS`.
 pub(crate) const SLOTS: u64 = 2;
 /// Entries of `kx_ranges`.
-pub(crate) const MAX_RANGES: usize = 64;
+pub(crate) const MAX_RANGES: usize = 256;
 /// `span` of a probe entry whose site has no safe span.
 pub(crate) const NO_SPAN: u64 = 0xffff_ffff;
 /// Mark slots per task: sites whose post-probe needs their pre-probe.
