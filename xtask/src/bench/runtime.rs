@@ -11,11 +11,10 @@
 //! Results are printed as tables, written as JSON to `target/bench/runtime.json` and drawn into
 //! `docs/bench/` ([`super::chart`]).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::io::Write;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use kernelx_kbuild::shell_quote;
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! The catalog's lab file (`tunables/<kernel>/lab.toml`): for each tunable, the spec file that
-//! describes it, how to build it, the value the lab loads, the workload that runs its sites
+//! describes it (and how to build it), the value the lab loads, the workload that runs its sites
 //! and, where one exists, a command whose output shows the value's effect.
 
 use std::collections::HashSet;
@@ -25,9 +25,6 @@ pub struct Entry {
     pub name: String,
     /// The spec file, relative to the catalog directory; its stem names the subsystem.
     pub spec: PathBuf,
-    /// `kernelx build --exclude-unit` arguments.
-    #[serde(default)]
-    pub exclude_units: Vec<String>,
     /// The value loaded in the lab.
     pub value: i64,
     /// Run once before the workload (shell).
@@ -103,7 +100,6 @@ mod tests {
             [[tunable]]
             name = "BLK_MAX_REQUEST_COUNT"
             spec = "block.toml"
-            exclude_units = ["block/blk-core.c"]
             value = 8
             setup = "modprobe null_blk"
             workload = "fio job.fio"
@@ -113,8 +109,7 @@ mod tests {
         .unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].subsystem(), "sched");
-        assert!(entries[0].exclude_units.is_empty() && entries[0].effect.is_none());
-        assert_eq!(entries[1].exclude_units, ["block/blk-core.c"]);
+        assert!(entries[0].effect.is_none() && entries[0].setup.is_none());
         assert_eq!(entries[1].setup.as_deref(), Some("modprobe null_blk"));
     }
 

@@ -205,9 +205,6 @@ fn build(
         .arg("-o")
         .arg(&plan_path)
         .stdin(Stdio::null());
-    for unit in &entry.exclude_units {
-        command.args(["--exclude-unit", unit]);
-    }
     let start = Instant::now();
     let output = command
         .output()
