@@ -28,6 +28,7 @@ use report::{EntryReport, PlanFacts, Summary};
 const VM_TIMEOUT_SECONDS: u64 = 3000;
 /// With `--policies`: about a minute per entry for a compile, a load and the workload.
 const POLICY_SECONDS: u64 = 2400;
+const DOCS_REPORT: &str = "docs/eval.md";
 const DEFAULT_CATALOG: &str = "tunables/linux-6.12";
 /// The share of catalog entries that must be tuned end to end (the bar).
 const DEFAULT_REQUIRE: u32 = 90;
@@ -47,6 +48,9 @@ pub struct EvalArgs {
     /// the VM: about half a minute per entry under TCG).
     #[arg(long)]
     policies: bool,
+    /// Also write the report to docs/eval.md (the one the README links).
+    #[arg(long)]
+    docs: bool,
     /// Fail when fewer entries than this percentage are tuned end to end (with the VM).
     #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_REQUIRE)]
     require: u32,
@@ -60,6 +64,7 @@ impl EvalArgs {
             only: Vec::new(),
             no_vm: false,
             policies: false,
+            docs: false,
             require: DEFAULT_REQUIRE,
         }
     }
@@ -170,6 +175,11 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let md = out_dir.join("report.md");
     std::fs::write(&md, &markdown).with_context(|| format!("writing {}", md.display()))?;
     eprintln!("wrote {} and {}", json.display(), md.display());
+    if args.docs {
+        let docs = repo.join(DOCS_REPORT);
+        std::fs::write(&docs, &markdown).with_context(|| format!("writing {}", docs.display()))?;
+        eprintln!("wrote {}", docs.display());
+    }
 
     let summary = Summary::of(&reports);
     if ran_vm && summary.tuned * 100 < summary.entries * args.require as usize {
