@@ -102,17 +102,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
     }
     let files = Cache::from_env()?.kernel(&LabKernel::selected()?);
-    let kernelx = cargo::build(&[
-        "build",
-        "--release",
-        "--package",
-        "kernelx",
-        "--bin",
-        "kernelx",
-    ])?
-    .into_iter()
-    .find(|e| e.name == "kernelx" && !e.is_test)
-    .context("cargo did not report the kernelx binary")?;
+    let kernelx = cargo::kernelx(true)?;
     let scratch = repo.join("target/bench");
     let mut timings = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
@@ -120,7 +110,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let cache = scratch.join(format!("cache-{i}"));
         let _ = std::fs::remove_dir_all(&cache);
         let run = || -> Result<(bool, f64)> {
-            let mut build = Command::new(&kernelx.path);
+            let mut build = Command::new(&kernelx);
             build
                 .arg("build")
                 .arg(spec_argument(&repo, case.spec))

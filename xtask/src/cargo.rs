@@ -47,6 +47,19 @@ pub fn build(args: &[&str]) -> Result<Vec<Executable>> {
     parse_messages(&json)
 }
 
+/// Builds the `kernelx` binary (release or debug) and returns its path.
+pub fn kernelx(release: bool) -> Result<PathBuf> {
+    let mut args = vec!["build", "--package", "kernelx", "--bin", "kernelx"];
+    if release {
+        args.push("--release");
+    }
+    Ok(build(&args)?
+        .into_iter()
+        .find(|e| e.name == "kernelx" && !e.is_test)
+        .context("cargo did not report the kernelx binary")?
+        .path)
+}
+
 fn parse_messages(json: &str) -> Result<Vec<Executable>> {
     let mut found = Vec::new();
     for line in json.lines().filter(|l| l.starts_with('{')) {

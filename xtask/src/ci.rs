@@ -21,14 +21,7 @@ pub fn run(args: CiArgs) -> Result<ExitCode> {
     let kernel = LabKernel::selected()?;
     let start = Instant::now();
     if !args.no_lab {
-        lab::setup_all(
-            &cache,
-            &kernel,
-            SetupParts {
-                debug_vmlinux: true,
-                source: true,
-            },
-        )?;
+        lab::setup_all(&cache, &kernel, SetupParts::ALL)?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     section("cargo fmt --check");

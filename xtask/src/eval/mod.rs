@@ -85,26 +85,8 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     );
     let cache = Cache::from_env()?;
     let kernel = LabKernel::selected()?;
-    lab::setup_all(
-        &cache,
-        &kernel,
-        SetupParts {
-            debug_vmlinux: true,
-            source: true,
-        },
-    )?;
-    let kernelx = cargo::build(&[
-        "build",
-        "--release",
-        "--package",
-        "kernelx",
-        "--bin",
-        "kernelx",
-    ])?
-    .into_iter()
-    .find(|e| e.name == "kernelx" && !e.is_test)
-    .context("cargo did not report the kernelx binary")?
-    .path;
+    lab::setup_all(&cache, &kernel, SetupParts::ALL)?;
+    let kernelx = cargo::kernelx(true)?;
     let out_dir = repo.join("target/eval");
     let plans = out_dir.join("plans");
     let _ = std::fs::remove_dir_all(&plans);

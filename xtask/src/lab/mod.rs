@@ -116,14 +116,7 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
             test(&cache, &kernel, &args)
         }
         LabCommand::Demo => {
-            setup_all(
-                &cache,
-                &kernel,
-                SetupParts {
-                    debug_vmlinux: true,
-                    source: true,
-                },
-            )?;
+            setup_all(&cache, &kernel, SetupParts::ALL)?;
             demo(&cache, &kernel)
         }
         LabCommand::Versions => {
@@ -389,13 +382,9 @@ step plug
 /// them in the VM.
 fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
     build_module(kernel, &LAB_MODULES[1])?;
-    let kernelx = cargo::build(&["build", "--package", "kernelx", "--bin", "kernelx"])?
-        .into_iter()
-        .find(|e| e.name == "kernelx" && !e.is_test)
-        .context("cargo did not report the kernelx binary")?;
+    let kernelx = cargo::kernelx(false)?;
     // target/<profile>/kernelx -> target/kernelx-demo/plans: a plan store of the demo's own.
     let plans = kernelx
-        .path
         .parent()
         .and_then(Path::parent)
         .context("the kernelx binary has no target directory")?
@@ -414,7 +403,7 @@ fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         ("BLK_MAX_REQUEST_COUNT", &[]),
     ];
     for (tunable, args) in demo_builds {
-        let mut build = Command::new(&kernelx.path);
+        let mut build = Command::new(&kernelx);
         build
             .arg("build")
             .arg(tunable)
@@ -428,7 +417,7 @@ fn demo(cache: &Cache, kernel: &LabKernel) -> Result<ExitCode> {
         process::run_visible(&mut build).with_context(|| format!("building the {tunable} plan"))?;
     }
     let env = vec![
-        ("KERNELX_BIN".to_owned(), kernelx.path.display().to_string()),
+        ("KERNELX_BIN".to_owned(), kernelx.display().to_string()),
         ("KERNELX_PLANS".to_owned(), plans.display().to_string()),
         (
             "KERNELX_MODULE".to_owned(),

@@ -73,6 +73,14 @@ pub struct SetupParts {
     pub source: bool,
 }
 
+impl SetupParts {
+    /// Everything: what building plans on the host and the lab tests need.
+    pub const ALL: SetupParts = SetupParts {
+        debug_vmlinux: true,
+        source: true,
+    };
+}
+
 /// Installs and fetches whatever is missing for `kernel`.
 pub fn setup(cache: &Cache, kernel: &LabKernel, parts: SetupParts) -> Result<()> {
     fs::create_dir_all(cache.root())
