@@ -539,6 +539,19 @@ impl UnitCtx<'_, '_, '_> {
         let func = v1
             .find_function(function, &first.section)
             .ok_or_else(|| self.seed_error(first, "the function is not in the V1 object"))?;
+        if !func.calls_fentry() {
+            return Err(AnalyzeError::Probe {
+                unit: self.unit.to_owned(),
+                function: function.to_owned(),
+                offset: first.offset,
+                detail: format!(
+                    "{function} is notrace (it has no `call __fentry__`), and the kernel refuses \
+                     kprobes in such functions; leave {} at the compiled value with \
+                     `exclude_units` in the spec (or --exclude-unit)",
+                    self.unit
+                ),
+            });
+        }
         let mut dis = Disassembler::new();
         let insns = dis.decode(func);
         let cfg = Cfg::build(v1, func, &insns);

@@ -388,6 +388,23 @@ mod tests {
     }
 
     #[test]
+    fn a_function_takes_kprobes_when_it_calls_fentry() {
+        // call __fentry__; mov pipe_max_size(%rip),%ebp
+        let bytes = [0xe8, 0, 0, 0, 0, 0x8b, 0x2d, 0, 0, 0, 0];
+        let traced = function(
+            &bytes,
+            vec![
+                reloc(1, "__fentry__", true, -4),
+                reloc(7, "pipe_max_size", true, -4),
+            ],
+        );
+        assert!(traced.calls_fentry());
+        // A notrace function: the same code without the ftrace call.
+        let notrace = function(&bytes[5..], vec![reloc(2, "pipe_max_size", true, -4)]);
+        assert!(!notrace.calls_fentry());
+    }
+
+    #[test]
     fn attaches_relocations_to_fields() {
         // call __fentry__; mov pipe_max_size(%rip),%ebp; movb $0xa,g8(%rip); mov $sym,%rdi
         let bytes = [

@@ -121,6 +121,16 @@ pub struct Function<'a> {
 }
 
 impl Function<'_> {
+    /// Whether ftrace can hook the function: gcc put its `call __fentry__` in it (-mfentry).
+    /// One without (`notrace`, `noinstr`) takes no kprobe either: the kernel refuses probe
+    /// events in functions without an ftrace location (unless built with
+    /// CONFIG_KPROBE_EVENTS_ON_NOTRACE).
+    pub fn calls_fentry(&self) -> bool {
+        self.relocs
+            .iter()
+            .any(|r| matches!(r.target, RelocTarget::Symbol { name, .. } if name == "__fentry__"))
+    }
+
     /// The function's size in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()
