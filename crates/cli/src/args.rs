@@ -352,7 +352,8 @@ pub struct BuildArgs {
     /// Leave this translation unit (relative to the kernel tree, e.g. kernel/trace/trace.c) at
     /// the compiled value and tune the constant in the others (repeatable). The unit is still
     /// built and diffed; the plan lists what stays untuned there as `excluded_unit`. It must be
-    /// a unit the constant of every selected tunable reaches.
+    /// a unit the constant of every selected tunable reaches (a spec's tunable can list its
+    /// own in `exclude_units`).
     #[arg(long = "exclude-unit", value_name = "UNIT")]
     pub exclude_units: Vec<PathBuf>,
     /// Print the plan (format: crates/plan/src/format.rs) instead of the report.
