@@ -281,71 +281,108 @@ fn last_line(text: &str) -> &str {
     text.trim().lines().last().unwrap_or("")
 }
 
-/// The report as a markdown table and the summary line.
+/// The report as a markdown table and the summary line; the policy column only when
+/// `--policies` tried some.
 pub fn markdown(kernel: &str, entries: &[EntryReport]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Catalog evaluation on {kernel} (lab VM under QEMU TCG; `cargo xtask eval`)\n"
-    );
-    let _ = writeln!(
-        out,
-        "| tunable | subsystem | default -> lab | sites | synthesis | relation | SS bytes | \
-         opt. sites | [OPTIMIZED] probes | build s | load ms | sites hit | effect | result | \
-         gen stub as policy |\n\
-         | --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- \
-         | --- |"
+    let with_policies = entries.iter().any(|e| e.policy_verdict().is_some());
+    let mut header = vec![
+        "tunable",
+        "subsystem",
+        "default -> lab",
+        "sites",
+        "synthesis",
+        "relation",
+        "SS bytes",
+        "opt. sites",
+        "[OPTIMIZED] probes",
+        "build s",
+        "load ms",
+        "sites hit",
+        "effect",
+        "result",
+    ];
+    if with_policies {
+        header.push("gen stub as policy");
+    }
+    let mut out = format!(
+        "Catalog evaluation on {kernel} (lab VM under QEMU TCG; `cargo xtask eval`)\n\n| {} |\n|{}\n",
+        header.join(" | "),
+        header
+            .iter()
+            .map(|h| if is_numeric(h) { " ---: |" } else { " --- |" })
+            .collect::<String>()
     );
     for e in entries {
-        let plan = e.plan.as_ref();
-        let lab = e.lab.as_ref();
-        let dash = || "-".to_owned();
-        let optimized = lab.filter(|l| !l.probes.is_empty()).map_or_else(dash, |l| {
-            format!(
-                "{}/{}",
-                l.probes
-                    .iter()
-                    .filter(|p| p.optimized == Some(true))
-                    .count(),
-                l.probes.len()
-            )
-        });
-        let effect = lab.and_then(|l| l.effect.as_ref()).map_or_else(dash, |v| {
-            let show = |x: Option<i64>| x.map_or_else(|| "?".to_owned(), |x| x.to_string());
-            format!("{} -> {} -> {}", v.default, show(v.tuned), show(v.restored))
-        });
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} -> {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
-            e.name,
-            e.subsystem,
-            plan.map_or_else(dash, |p| p.default.to_string()),
-            e.value,
-            plan.map_or_else(dash, |p| p.sites.to_string()),
-            plan.map_or_else(dash, |p| p.kinds.join(", ")),
-            plan.map_or_else(dash, |p| p.relations.join(", ")),
-            plan.map_or_else(dash, |p| p.span_bytes.to_string()),
-            plan.map_or_else(dash, |p| p.optimizable_sites.to_string()),
-            optimized,
-            e.build_seconds,
-            lab.and_then(|l| l.load_ms)
-                .map_or_else(dash, |ms| ms.to_string()),
-            e.sites_hit()
-                .map_or_else(dash, |(hit, all)| format!("{hit}/{all}")),
-            effect,
-            match e.verdict() {
-                Ok(()) => "tuned".to_owned(),
-                Err(reason) => format!("no: {}", reason.replace('|', "\\|")),
-            },
-            match e.policy_verdict() {
-                None => dash(),
-                Some(Ok(what)) => what.replace('|', "\\|"),
-                Some(Err(reason)) => format!("no: {}", reason.replace('|', "\\|")),
-            }
-        );
+        let mut cells = row(e);
+        if with_policies {
+            cells.push(match e.policy_verdict() {
+                None => "-".to_owned(),
+                Some(Ok(what)) => what,
+                Some(Err(reason)) => format!("no: {reason}"),
+            });
+        }
+        let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(out, "\n{}", Summary::of(entries).line());
     out
+}
+
+fn is_numeric(column: &str) -> bool {
+    matches!(
+        column,
+        "sites"
+            | "SS bytes"
+            | "opt. sites"
+            | "[OPTIMIZED] probes"
+            | "build s"
+            | "load ms"
+            | "sites hit"
+    )
+}
+
+/// One entry's cells, in the order of the header.
+fn row(e: &EntryReport) -> Vec<String> {
+    let plan = e.plan.as_ref();
+    let lab = e.lab.as_ref();
+    let dash = || "-".to_owned();
+    let optimized = lab.filter(|l| !l.probes.is_empty()).map_or_else(dash, |l| {
+        let on = l
+            .probes
+            .iter()
+            .filter(|p| p.optimized == Some(true))
+            .count();
+        format!("{on}/{}", l.probes.len())
+    });
+    let effect = lab.and_then(|l| l.effect.as_ref()).map_or_else(dash, |v| {
+        let show = |x: Option<i64>| x.map_or_else(|| "?".to_owned(), |x| x.to_string());
+        format!("{} -> {} -> {}", v.default, show(v.tuned), show(v.restored))
+    });
+    vec![
+        e.name.clone(),
+        e.subsystem.clone(),
+        format!(
+            "{} -> {}",
+            plan.map_or_else(dash, |p| p.default.to_string()),
+            e.value
+        ),
+        plan.map_or_else(dash, |p| p.sites.to_string()),
+        plan.map_or_else(dash, |p| p.kinds.join(", ")),
+        plan.map_or_else(dash, |p| p.relations.join(", ")),
+        plan.map_or_else(dash, |p| p.span_bytes.to_string()),
+        plan.map_or_else(dash, |p| p.optimizable_sites.to_string()),
+        optimized,
+        format!("{:.1}", e.build_seconds),
+        lab.and_then(|l| l.load_ms)
+            .map_or_else(dash, |ms| ms.to_string()),
+        e.sites_hit()
+            .map_or_else(dash, |(hit, all)| format!("{hit}/{all}")),
+        effect,
+        match e.verdict() {
+            Ok(()) => "tuned".to_owned(),
+            Err(reason) => format!("no: {reason}"),
+        },
+    ]
 }
 
 #[cfg(test)]
@@ -527,5 +564,21 @@ mod tests {
         let table = markdown("6.12", &entries);
         assert!(table.contains("| T | mm | 128 -> 64 | 2 |"), "{table}");
         assert!(table.contains("no: no probe fired"), "{table}");
+        assert!(!table.contains("gen stub as policy"), "{table}");
+        let mut with_policy = entries;
+        with_policy[0].lab.as_mut().unwrap().policy = Some(super::super::guest::PolicyResult {
+            decisions: 2,
+            ..Default::default()
+        });
+        let table = markdown("6.12", &with_policy);
+        assert!(table.contains("| gen stub as policy |"), "{table}");
+        assert!(table.contains("| tuned | 2 decisions |"), "{table}");
+        // Every row has as many cells as the header.
+        let widths: Vec<usize> = table
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| l.matches(" | ").count())
+            .collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
     }
 }
