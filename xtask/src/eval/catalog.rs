@@ -68,6 +68,7 @@ pub fn read(dir: &Path) -> Result<Vec<Entry>> {
 
 fn parse(text: &str) -> Result<Vec<Entry>> {
     let file: LabFile = toml::from_str(text)?;
+    ensure!(!file.tunable.is_empty(), "it lists no [[tunable]]");
     let mut names = HashSet::new();
     for entry in &file.tunable {
         if !names.insert(entry.name.as_str()) {
@@ -129,6 +130,12 @@ mod tests {
         );
         let typo = entry("A", "a.toml", "efect = \"true\"");
         assert!(parse(&typo).unwrap_err().to_string().contains("efect"));
+        assert!(
+            parse("tunable = []")
+                .unwrap_err()
+                .to_string()
+                .contains("no [[tunable]]")
+        );
         let outside = entry("A", "../a.toml", "");
         assert!(
             parse(&outside)

@@ -73,16 +73,25 @@ impl EvalArgs {
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let repo = lab::repo_root()?;
     let catalog_dir = repo.join(&args.catalog);
-    let entries: Vec<Entry> = catalog::read(&catalog_dir)?
+    let all = catalog::read(&catalog_dir)?;
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|n| !all.iter().any(|e| &e.name == *n))
+    {
+        anyhow::bail!(
+            "--only {unknown}: {} has no such entry; it has {}",
+            catalog_dir.join(catalog::LAB_FILE).display(),
+            all.iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let entries: Vec<Entry> = all
         .into_iter()
         .filter(|e| args.only.is_empty() || args.only.contains(&e.name))
         .collect();
-    anyhow::ensure!(
-        !entries.is_empty(),
-        "no catalog entry in {} matches {:?}",
-        catalog_dir.display(),
-        args.only
-    );
     let cache = Cache::from_env()?;
     let kernel = LabKernel::selected()?;
     lab::setup_all(&cache, &kernel, SetupParts::ALL)?;
