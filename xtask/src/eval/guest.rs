@@ -67,6 +67,10 @@ pub struct PolicyResult {
     pub load_ms: Option<u64>,
     /// Times the policy was asked.
     pub decisions: u64,
+    /// Triggers of the tunable's probes under the workload (the policy is asked only at those
+    /// where the task is outside every safe span).
+    #[serde(default)]
+    pub hits: u64,
     /// The effect command's output with the policy choosing the lab value.
     pub effect: Option<i64>,
 }
@@ -215,10 +219,9 @@ fn policy_steps(
     shell(&entry.workload).map_err(|m| fail(Step::Workload, m))?;
     let status = run_kernelx(kernelx, &["status", &entry.name, "--json"])
         .map_err(|m| fail(Step::Status, m))?;
-    result.decisions = tunable_status(&status, &entry.name)
-        .map_err(|m| fail(Step::Status, m))?
-        .policy
-        .map_or(0, |p| p.decisions);
+    let status = tunable_status(&status, &entry.name).map_err(|m| fail(Step::Status, m))?;
+    result.hits = status.probes.iter().map(|p| p.hits).sum();
+    result.decisions = status.policy.map_or(0, |p| p.decisions);
     result.effect = entry
         .effect
         .as_deref()

@@ -154,7 +154,14 @@ impl EntryReport {
             )));
         }
         if policy.decisions == 0 {
-            return Some(Err("never asked under the workload".into()));
+            return Some(Err(if policy.hits == 0 {
+                "no probe fired under the workload".into()
+            } else {
+                format!(
+                    "never asked: its {} trigger(s) all came inside a safe span",
+                    policy.hits
+                )
+            }));
         }
         let by_value = lab.effect.as_ref().and_then(|e| e.tuned);
         if let (Some(with_policy), Some(by_value)) = (policy.effect, by_value)
@@ -525,13 +532,25 @@ mod tests {
                 .unwrap_err()
                 .contains("effect 32, but 8")
         );
+        let inside = PolicyResult {
+            decisions: 0,
+            hits: 7,
+            ..asked.clone()
+        };
+        assert_eq!(
+            with_policy(inside),
+            Some(Err(
+                "never asked: its 7 trigger(s) all came inside a safe span".into()
+            ))
+        );
         let silent = PolicyResult {
             decisions: 0,
+            hits: 0,
             ..asked
         };
         assert_eq!(
             with_policy(silent),
-            Some(Err("never asked under the workload".into()))
+            Some(Err("no probe fired under the workload".into()))
         );
         let refused = PolicyResult {
             refused: Some("error: KX_TARGET_DIV divides by the value at f+0x10".into()),
